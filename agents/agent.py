@@ -1,0 +1,164 @@
+"""The device agent: register, heartbeat, lease one job at a time, measure it, report.
+
+Every measurement runs in a fresh subprocess (``agents.measure.run_isolated``), so a
+crash or hang of the runtime becomes a failed result and the agent lives on.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from agents.api import AgentAPI, ProtocolError
+from agents.capabilities import capabilities
+from agents.config import AgentSettings
+from agents.measure import run_isolated
+from latencylab.schemas import LeasedJob, MeasureResult, MeasureSpec
+
+log = logging.getLogger("latencylab.agent")
+
+
+class Agent:
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self.api = AgentAPI(settings.server, settings.resolved_token())
+        self.stop = threading.Event()
+        self.device_id: int | None = None
+        self._job_id: int | None = None
+        self._progress: dict[str, Any] = {}
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lifecycle
+    def register(self) -> None:
+        body = {"name": self.settings.name, **capabilities(self.settings.device_class, self.settings.attributes)}
+        delay = 0.5
+        while not self.stop.is_set():
+            try:
+                device = self.api.register(body)
+                self.device_id = int(device["id"])
+                log.info("registered as device %s (%s) with runtimes %s",
+                         device["name"], self.device_id, device["runtimes"])
+                return
+            except (httpx.TransportError, ProtocolError) as exc:
+                log.warning("coordinator not reachable (%s); retrying in %.1fs", exc, delay)
+                self.stop.wait(delay)
+                delay = min(delay * 2, 10)
+
+    def _heartbeat_loop(self) -> None:
+        while not self.stop.wait(self.settings.heartbeat_interval_s):
+            with self._lock:
+                job_id, progress = self._job_id, dict(self._progress)
+            try:
+                assert self.device_id is not None
+                keep = self.api.heartbeat(self.device_id, job_id, progress)
+                if job_id is not None and not keep:
+                    log.warning("job %s is no longer ours (lease lost): cancelling", job_id)
+                    self._cancel.set()
+            except (httpx.TransportError, ProtocolError) as exc:
+                log.warning("heartbeat failed: %s", exc)
+
+    def run(self) -> None:
+        self.register()
+        hb = threading.Thread(target=self._heartbeat_loop, daemon=True, name="heartbeat")
+        hb.start()
+        try:
+            while not self.stop.is_set():
+                job = self._lease()
+                if job is None:
+                    self.stop.wait(self.settings.poll_interval_s)
+                    continue
+                self._handle(job)
+                if self.settings.once:
+                    break
+        finally:
+            self.stop.set()
+            self.api.close()
+
+    def _lease(self) -> LeasedJob | None:
+        assert self.device_id is not None
+        try:
+            return self.api.lease(self.device_id)
+        except (httpx.TransportError, ProtocolError) as exc:
+            log.warning("lease failed: %s", exc)
+            if "is not registered" in str(exc):
+                self.register()
+            return None
+
+    # ------------------------------------------------------------------ one job
+    def _on_progress(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self._progress = event
+
+    def _handle(self, job: LeasedJob) -> None:
+        log.info("job %s: %s on %s (attempt %s)", job.id, job.runtime, job.model.name, job.attempt)
+        with self._lock:
+            self._job_id, self._progress = job.id, {"phase": "download"}
+        self._cancel.clear()
+        workdir = self.settings.work_dir / f"job-{job.id}-{job.attempt}"
+        try:
+            result = self._measure(job, workdir)
+            if self._cancel.is_set():
+                log.warning("job %s was cancelled; not reporting", job.id)
+                return
+            self._report(job.id, result)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+            with self._lock:
+                self._job_id, self._progress = None, {}
+
+    def _measure(self, job: LeasedJob, workdir: Path) -> MeasureResult:
+        try:
+            path = self.api.download(job.artifact_sha256, self.settings.cache_dir)
+        except (httpx.HTTPError, ProtocolError, OSError) as exc:
+            return MeasureResult(status="failed", error=f"artifact download failed: {exc}")
+        spec = MeasureSpec(
+            runtime=job.runtime,
+            model_path=str(path.resolve()),
+            model_format=job.model.format,
+            inputs=job.model.inputs,
+            precision=job.precision,
+            batch_size=job.batch_size,
+            threads=job.threads,
+            settings=job.settings,
+        )
+        workdir.mkdir(parents=True, exist_ok=True)
+        return run_isolated(spec, workdir=workdir, on_progress=self._on_progress, cancel=self._cancel)
+
+    def _report(self, job_id: int, result: MeasureResult) -> None:
+        assert self.device_id is not None
+        delay = 0.5
+        for attempt in range(self.settings.report_retries + 1):
+            try:
+                self.api.report(self.device_id, job_id, result)
+                log.info("job %s: reported %s", job_id, result.status)
+                return
+            except httpx.TransportError as exc:
+                log.warning("report of job %s failed (%s); retry %d", job_id, exc, attempt + 1)
+                time.sleep(delay)
+                delay = min(delay * 2, 15)
+            except ProtocolError as exc:
+                log.error("report of job %s refused: %s", job_id, exc)
+                return
+        log.error("giving up reporting job %s; its lease will expire and it will be retried", job_id)
+
+
+def main(settings: AgentSettings) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
+    agent = Agent(settings)
+
+    def _stop(signum: int, _frame: Any) -> None:
+        log.info("signal %s: stopping", signum)
+        agent.stop.set()
+        agent._cancel.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    agent.run()

@@ -1,0 +1,36 @@
+"""Agent settings: one pydantic-settings class (prefix ``LATENCYLAB_AGENT_``)."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class AgentSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LATENCYLAB_AGENT_", extra="ignore")
+
+    server: str = Field("http://127.0.0.1:8000", description="Coordinator base URL")
+    token: str | None = Field(None, description="API token with scope 'agent' (or admin)")
+    token_file: Path | None = Field(None, description="Read the token from this file instead")
+    name: str = Field(default_factory=lambda: f"{socket.gethostname()}-cpu")
+    device_class: str = Field("cpu", description="cpu | gpu | jetson | phone | mac")
+    attributes: dict[str, str] = Field(default_factory=dict, description="Extra key:value tags")
+    cache_dir: Path = Field(Path(".latencylab/agent-cache"), description="Artifacts by sha256")
+    work_dir: Path = Field(Path(".latencylab/agent-work"), description="Per-job scratch space")
+    poll_interval_s: float = Field(1.0, gt=0, description="Wait between empty lease attempts")
+    heartbeat_interval_s: float = Field(5.0, gt=0)
+    report_retries: int = Field(8, ge=0, description="Retries of a result report (idempotent)")
+    once: bool = Field(False, description="Exit after one job (for scripts)")
+
+    def resolved_token(self) -> str:
+        if self.token:
+            return self.token
+        if self.token_file and self.token_file.is_file():
+            return self.token_file.read_text().strip()
+        raise SystemExit(
+            "no agent token: pass --token (or --token-file); create one with "
+            "'latencylab token create --scope agent'"
+        )

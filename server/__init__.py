@@ -1,0 +1,1 @@
+"""The LatencyLab coordinator (FastAPI)."""

@@ -1,0 +1,168 @@
+"""Recognise an uploaded model file and read its signature.
+
+Every problem raises ``ModelRejected`` with a message meant for the user.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ONNX_EXTS = {".onnx"}
+SUPPORTED = "ONNX (.onnx)"
+
+
+class ModelRejected(Exception):
+    def __init__(self, message: str, status_code: int = 422) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+@dataclass
+class ModelInfo:
+    format: str
+    inputs: list[dict[str, Any]]
+    outputs: list[dict[str, Any]]
+    opset: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def detect_format(path: Path, filename: str) -> str:
+    """Decide the format from the extension and the first bytes."""
+    if path.stat().st_size == 0:
+        raise ModelRejected("the uploaded file is empty")
+    ext = Path(filename).suffix.lower()
+    if ext in ONNX_EXTS:
+        return "onnx"
+    if ext == ".pt2" or zipfile.is_zipfile(path):
+        raise ModelRejected(
+            f"'{filename}': PyTorch .pt2 and zipped uploads are not accepted yet; "
+            f"export to ONNX (torch.onnx.export) and upload the .onnx file. Supported: {SUPPORTED}",
+            status_code=415,
+        )
+    if ext in {".tflite", ".mlpackage", ".mlmodel", ".engine", ".plan", ".xml"}:
+        raise ModelRejected(
+            f"'{filename}': {ext} uploads are not accepted yet. Supported: {SUPPORTED}",
+            status_code=415,
+        )
+    # No known extension: accept it if it parses as ONNX.
+    return "onnx"
+
+
+def _dims(type_proto: Any) -> list[int | str | None]:
+    dims: list[int | str | None] = []
+    for d in type_proto.tensor_type.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            dims.append(d.dim_param)
+        else:
+            dims.append(None)
+    return dims
+
+
+def _tensor_specs(values: Any, skip: set[str]) -> list[dict[str, Any]]:
+    from onnx import helper
+
+    specs = []
+    for v in values:
+        if v.name in skip:
+            continue
+        tt = v.type.tensor_type
+        if not v.type.HasField("tensor_type"):
+            raise ModelRejected(f"graph value '{v.name}' is not a tensor; only tensor I/O is supported")
+        dtype = str(helper.tensor_dtype_to_np_dtype(tt.elem_type)) if tt.elem_type else "unknown"
+        specs.append({"name": v.name, "shape": _dims(v.type), "dtype": dtype})
+    return specs
+
+
+def inspect_onnx(path: Path) -> ModelInfo:
+    """Validate with ``onnx.checker`` (full check) and read inputs, outputs and opset."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
+        raise ModelRejected(
+            f"not a valid ONNX model (protobuf parse failed: {exc}); the file may be truncated, "
+            "or not an ONNX file at all"
+        ) from exc
+    if model.ir_version <= 0 or len(model.graph.node) == 0:
+        raise ModelRejected(
+            "not a valid ONNX model: no IR version or an empty graph; the file may be truncated "
+            "or not an ONNX file at all"
+        )
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        raise ModelRejected(f"ONNX checker rejected the model: {first}") from exc
+    except Exception as exc:  # shape inference errors surface as assorted types
+        raise ModelRejected(f"ONNX checker rejected the model: {exc}") from exc
+    inits = {i.name for i in model.graph.initializer}
+    opset = next(
+        (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None
+    )
+    inputs = _tensor_specs(model.graph.input, inits)
+    if not inputs:
+        raise ModelRejected("the ONNX graph has no inputs to feed")
+    return ModelInfo(
+        format="onnx",
+        inputs=inputs,
+        outputs=_tensor_specs(model.graph.output, set()),
+        opset=opset,
+        extra={"producer": model.producer_name or None, "ir_version": model.ir_version},
+    )
+
+
+def apply_input_shapes(
+    inputs: list[dict[str, Any]], shapes: dict[str, Any] | None
+) -> list[dict[str, Any]]:
+    """Fill symbolic dims from ``metadata.input_shapes``; leave a symbolic batch dim (dim 0).
+
+    Any other unknown dimension is an error: we do not guess sizes.
+    """
+    shapes = shapes or {}
+    names = {i["name"] for i in inputs}
+    unknown = set(shapes) - names
+    if unknown:
+        raise ModelRejected(
+            f"metadata.input_shapes names {sorted(unknown)}, which are not inputs of the model "
+            f"(inputs: {sorted(names)})"
+        )
+    out = []
+    for spec in inputs:
+        shape = list(spec["shape"])
+        given = shapes.get(spec["name"])
+        if given is not None:
+            if not isinstance(given, list) or not all(
+                isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in given
+            ):
+                raise ModelRejected(
+                    f"metadata.input_shapes['{spec['name']}'] must be a list of positive integers"
+                )
+            if len(given) != len(shape):
+                raise ModelRejected(
+                    f"metadata.input_shapes['{spec['name']}'] has rank {len(given)}, "
+                    f"the model input has rank {len(shape)} ({shape})"
+                )
+            for i, (have, want) in enumerate(zip(shape, given, strict=True)):
+                if isinstance(have, int) and have != want:
+                    raise ModelRejected(
+                        f"metadata.input_shapes['{spec['name']}'] dim {i} is {want}, "
+                        f"but the model fixes it to {have}"
+                    )
+            shape = list(given)
+        for i, d in enumerate(shape):
+            if i > 0 and not isinstance(d, int):
+                raise ModelRejected(
+                    f"input '{spec['name']}' has a dynamic dimension {i} ({d!r}) with no size: "
+                    f"give it in metadata, e.g. "
+                    f'{{"input_shapes": {{"{spec["name"]}": [1, 3, 224, 224]}}}}'
+                )
+        out.append({**spec, "shape": shape})
+    return out

@@ -1,0 +1,1 @@
+"""API routes: thin handlers over ``server.store``."""

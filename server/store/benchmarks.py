@@ -1,0 +1,161 @@
+"""Benchmarks: one job per target, results gathered back, status aggregated."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload
+
+from db.models import Benchmark, Device, Job, Model, Result, ResultSeries
+from latencylab.schemas import BenchmarkCreate, BenchmarkPublic, LatencyStats, ResultPublic, Target
+from server.store.devices import SelectorError, can_take, device_matches, list_devices, parse_selector
+from server.store.jobs import job_public
+
+# Runtimes that can run a model of each stored format without a conversion.
+NATIVE_RUNTIMES = {"onnx": {"onnxruntime"}}
+
+
+class BenchmarkRejected(ValueError):
+    def __init__(self, message: str, status_code: int = 422) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+def _describe(devices: list[Device]) -> str:
+    if not devices:
+        return "no device has registered yet (start one: latencylab agent --server URL --token T)"
+    return "registered devices: " + ", ".join(
+        f"{d.name} (class {d.device_class}; runtimes {', '.join(sorted(d.runtimes)) or 'none'})"
+        for d in devices
+    )
+
+
+def check_target(model: Model, target: Target, devices: list[Device]) -> None:
+    if target.runtime not in NATIVE_RUNTIMES.get(model.format, set()):
+        raise BenchmarkRejected(
+            f"runtime '{target.runtime}' cannot run a {model.format} model without a conversion, "
+            "and this coordinator has no converter for it yet; use runtime 'onnxruntime'"
+        )
+    try:
+        parse_selector(target.device)
+    except SelectorError as exc:
+        raise BenchmarkRejected(str(exc)) from exc
+    matching = [d for d in devices if device_matches(d, target.device)]
+    if not matching:
+        raise BenchmarkRejected(
+            f"no registered device matches '{target.device}'; {_describe(devices)}"
+        )
+    if not any(can_take(d, target.device, target.runtime) for d in matching):
+        raise BenchmarkRejected(
+            f"devices matching '{target.device}' do not offer runtime '{target.runtime}'; "
+            f"{_describe(matching)}"
+        )
+
+
+def create_benchmark(
+    session: Session, body: BenchmarkCreate, owner_token_id: int | None, max_attempts: int
+) -> Benchmark:
+    model = session.get(Model, body.model_id)
+    if model is None:
+        raise BenchmarkRejected(f"model {body.model_id} does not exist", 404)
+    devices = list_devices(session)
+    for target in body.targets:  # validate every target before creating anything
+        check_target(model, target, devices)
+    bench = Benchmark(
+        model_id=model.id, settings=body.settings.model_dump(), owner_token_id=owner_token_id
+    )
+    session.add(bench)
+    session.flush()
+    for target in body.targets:
+        session.add(
+            Job(
+                kind="benchmark",
+                benchmark_id=bench.id,
+                model_id=model.id,
+                artifact_sha256=model.sha256,
+                runtime=target.runtime,
+                device_selector=target.device,
+                precision=target.precision,
+                batch_size=target.batch_size,
+                threads=target.threads,
+                settings=body.settings.model_dump(),
+                max_attempts=max_attempts,
+            )
+        )
+    session.flush()
+    return bench
+
+
+def aggregate_status(statuses: list[str]) -> str:
+    if not statuses or all(s == "queued" for s in statuses):
+        return "queued"
+    if any(s in ("queued", "running") for s in statuses):
+        return "running"
+    if all(s == "succeeded" for s in statuses):
+        return "succeeded"
+    if all(s == "failed" for s in statuses):
+        return "failed"
+    return "partial"
+
+
+def result_public(r: Result) -> ResultPublic:
+    job = r.job
+    return ResultPublic(
+        id=r.id,
+        job_id=r.job_id,
+        runtime=job.runtime,
+        device=r.device_name,
+        precision=job.precision,
+        batch_size=job.batch_size,
+        threads=job.threads,
+        status=r.status,
+        error=r.error,
+        latency_ms=LatencyStats(**r.latency) if r.latency else None,
+        runs=r.runs,
+        stop_reason=r.stop_reason,
+        steady_duration_s=r.steady_duration_s,
+        load_ms=r.load_ms,
+        first_inference_ms=r.first_inference_ms,
+        memory=r.memory or {},
+        environment=r.environment or {},
+    )
+
+
+def get_benchmark(session: Session, bench_id: int) -> Benchmark | None:
+    return session.scalar(
+        select(Benchmark)
+        .where(Benchmark.id == bench_id)
+        .options(selectinload(Benchmark.jobs).selectinload(Job.result))
+    )
+
+
+def list_benchmarks(session: Session, model_id: int | None = None, limit: int = 200) -> list[Benchmark]:
+    q = select(Benchmark).order_by(Benchmark.id.desc()).limit(limit)
+    if model_id is not None:
+        q = q.where(Benchmark.model_id == model_id)
+    return list(session.scalars(q.options(selectinload(Benchmark.jobs).selectinload(Job.result))))
+
+
+def benchmark_public(session: Session, bench: Benchmark) -> BenchmarkPublic:
+    devices = list_devices(session)
+    jobs = bench.jobs
+    return BenchmarkPublic(
+        id=bench.id,
+        model_id=bench.model_id,
+        status=aggregate_status([j.status for j in jobs]),  # type: ignore[arg-type]
+        settings=bench.settings or {},
+        jobs=[job_public(j, devices) for j in jobs],
+        results=[result_public(j.result) for j in jobs if j.result is not None],
+        created_at=bench.created_at,
+    )
+
+
+def get_result(session: Session, bench_id: int, result_id: int) -> Result | None:
+    r = session.get(Result, result_id)
+    if r is None or r.benchmark_id != bench_id:
+        return None
+    return r
+
+
+def get_series(session: Session, result_id: int) -> ResultSeries | None:
+    return session.get(ResultSeries, result_id)

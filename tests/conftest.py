@@ -1,0 +1,192 @@
+"""Shared fixtures: databases (SQLite and PostgreSQL), a real coordinator and a real agent.
+
+Everything expensive is session-scoped: one coordinator + one agent subprocess per
+database backend, models built once. Tests that take ``live`` run on both backends.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PG_URL = os.environ.get(
+    "LATENCYLAB_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+# Short timings so lease expiry and offline detection are observable in seconds.
+SERVER_ENV = {
+    "LATENCYLAB_LEASE_S": "4",
+    "LATENCYLAB_REAPER_INTERVAL_S": "0.5",
+    "LATENCYLAB_OFFLINE_AFTER_S": "3",
+    "LATENCYLAB_MAX_ATTEMPTS": "2",
+    "LATENCYLAB_MAX_UPLOAD_MB": "30",
+}
+AGENT_ENV = {
+    "LATENCYLAB_AGENT_HEARTBEAT_INTERVAL_S": "0.5",
+    "LATENCYLAB_AGENT_POLL_INTERVAL_S": "0.2",
+}
+# Quick but real measurement settings for tests.
+FAST = {"warmup_runs": 3, "min_runs": 20, "min_duration_s": 0.2, "max_duration_s": 2.0,
+        "target_rel_ci": 0.02, "timeout_s": 120}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _pg_admin_url() -> str:
+    return PG_URL.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test session (dropped afterwards)."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(_pg_admin_url(), autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI but unreachable at {PG_URL}: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL} (set LATENCYLAB_TEST_POSTGRES_URL): {exc}")
+    name = f"latencylab_test_{uuid.uuid4().hex[:10]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'latencylab.db'}"
+    return str(request.getfixturevalue("postgres_database"))
+
+
+def _env(extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LATENCYLAB_")}
+    env.update(extra)
+    env["PYTHONPATH"] = str(REPO)
+    return env
+
+
+def _wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"coordinator exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"coordinator did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class Live:
+    """A running coordinator (+ its agent): URL, tokens, data dir, backend."""
+
+    url: str
+    data_dir: Path
+    admin_token: str
+    user_token: str
+    agent_token: str
+    database_url: str
+    agent_name: str = ""
+
+    @property
+    def backend(self) -> str:
+        return "postgresql" if self.database_url.startswith("postgresql") else "sqlite"
+
+    def client(self, token: str | None = None):  # type: ignore[no-untyped-def]
+        from latencylab import Client
+
+        return Client(server=self.url, token=token or self.user_token)
+
+    def http(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """A real coordinator subprocess (``latencylab serve``) and a real agent subprocess."""
+    data_dir = tmp_path_factory.mktemp("data")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = data_dir / "server.log"
+    env = _env({**SERVER_ENV, "LATENCYLAB_DATABASE_URL": database_url})
+    with log.open("wb") as fh:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "latencylab", "serve", "--no-local-agent", "--port", str(port),
+             "--data-dir", str(data_dir)], cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT,
+        )
+    agent = None
+    try:
+        _wait_for(url, server, log)
+        admin = (data_dir / "admin.token").read_text().strip()
+        with httpx.Client(base_url=url + "/api/v1", headers={"Authorization": f"Bearer {admin}"}) as c:
+            user = c.post("/tokens", json={"scope": "user", "name": "tests"}).json()["token"]
+            agent_tok = c.post("/tokens", json={"scope": "agent", "name": "test agent"}).json()["token"]
+        name = f"test-cpu-{uuid.uuid4().hex[:6]}"
+        alog = data_dir / "agent.log"
+        with alog.open("wb") as fh:
+            agent = subprocess.Popen(
+                [sys.executable, "-m", "latencylab", "agent", "--server", url, "--token", agent_tok,
+                 "--name", name, "--data-dir", str(data_dir / "agent")],
+                cwd=REPO, env=_env(AGENT_ENV), stdout=fh, stderr=subprocess.STDOUT,
+            )
+        live = Live(url, data_dir, admin, user, agent_tok, database_url, name)
+        with live.http(user) as c:
+            deadline = time.monotonic() + 60
+            while not any(d["name"] == name and d["status"] == "online" for d in c.get("/devices").json()):
+                if agent.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"agent did not register:\n{alog.read_text()[-3000:]}")
+                time.sleep(0.2)
+        yield live
+    finally:
+        if agent is not None:
+            _stop(agent)
+        _stop(server)
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Models built once per session with random weights."""
+    from bench import models
+
+    root = tmp_path_factory.mktemp("models")
+    return {
+        "mlp": models.save(models.mlp(), root / "mlp.onnx"),
+        "mbv2": models.save(models.mobilenet_v2_like(96, 0.35, 100), root / "mbv2.onnx"),
+        "resnet": models.save(models.resnet_like(64, (1, 1, 1, 1), 100), root / "resnet.onnx"),
+    }
