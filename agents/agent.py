@@ -38,14 +38,21 @@ class Agent:
 
     # ------------------------------------------------------------------ lifecycle
     def register(self) -> None:
-        body = {"name": self.settings.name, **capabilities(self.settings.device_class, self.settings.attributes)}
+        body = {
+            "name": self.settings.name,
+            **capabilities(self.settings.device_class, self.settings.attributes),
+        }
         delay = 0.5
         while not self.stop.is_set():
             try:
                 device = self.api.register(body)
                 self.device_id = int(device["id"])
-                log.info("registered as device %s (%s) with runtimes %s",
-                         device["name"], self.device_id, device["runtimes"])
+                log.info(
+                    "registered as device %s (%s) with runtimes %s",
+                    device["name"],
+                    self.device_id,
+                    device["runtimes"],
+                )
                 return
             except (httpx.TransportError, ProtocolError) as exc:
                 log.warning("coordinator not reachable (%s); retrying in %.1fs", exc, delay)
@@ -130,7 +137,9 @@ class Agent:
             settings=job.settings,
         )
         workdir.mkdir(parents=True, exist_ok=True)
-        return run_isolated(spec, workdir=workdir, on_progress=self._on_progress, cancel=self._cancel)
+        return run_isolated(
+            spec, workdir=workdir, on_progress=self._on_progress, cancel=self._cancel
+        )
 
     def _report(self, job_id: int, result: MeasureResult) -> None:
         assert self.device_id is not None
@@ -147,7 +156,9 @@ class Agent:
             except ProtocolError as exc:
                 log.error("report of job %s refused: %s", job_id, exc)
                 return
-        log.error("giving up reporting job %s; its lease will expire and it will be retried", job_id)
+        log.error(
+            "giving up reporting job %s; its lease will expire and it will be retried", job_id
+        )
 
 
 def main(settings: AgentSettings) -> None:

@@ -33,11 +33,13 @@ class AgentAPI:
         if r.status_code in (401, 403):
             raise SystemExit(f"coordinator refused the agent token: {r.status_code} {r.text}")
         if r.status_code >= 400:
-            raise ProtocolError(f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text}")
+            raise ProtocolError(
+                f"{r.request.method} {r.request.url.path}: {r.status_code} {r.text}"
+            )
         return r
 
     def register(self, body: dict[str, Any]) -> dict[str, Any]:
-        return self._check(self.http.post("/agents/register", json=body)).json()  # type: ignore[no-any-return]
+        return self._check(self.http.post("/agents/register", json=body)).json()
 
     def heartbeat(self, device_id: int, job_id: int | None, progress: dict[str, Any]) -> bool:
         r = self.http.post(
@@ -54,7 +56,7 @@ class AgentAPI:
     def report(self, device_id: int, job_id: int, result: MeasureResult) -> dict[str, Any]:
         body = JobReport(result=result).model_dump(mode="json")
         r = self.http.post(f"/agents/{device_id}/jobs/{job_id}/report", json=body)
-        return self._check(r).json()  # type: ignore[no-any-return]
+        return self._check(r).json()
 
     def download(self, sha256: str, cache_dir: Path) -> Path:
         """Fetch an artifact into the cache (verified against its hash); reuse a cached copy."""
@@ -73,7 +75,9 @@ class AgentAPI:
                     digest.update(chunk)
                     fh.write(chunk)
             if digest.hexdigest() != sha256:
-                raise ProtocolError(f"artifact {sha256} arrived corrupted (hash {digest.hexdigest()})")
+                raise ProtocolError(
+                    f"artifact {sha256} arrived corrupted (hash {digest.hexdigest()})"
+                )
             os.replace(tmp, dest)
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -31,15 +31,25 @@ class GraphBuilder:
         self.inits.append(numpy_helper.from_array(arr.astype(np.float32), name))
         return name
 
-    def conv(self, x: str, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> str:
+    def conv(
+        self, x: str, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1
+    ) -> str:
         fan_in = cin // groups * k * k
         w = self.rng.standard_normal((cout, cin // groups, k, k)) * np.sqrt(2.0 / fan_in)
         b = self.rng.standard_normal(cout) * 0.01
         out = self._name("conv")
-        self.nodes.append(helper.make_node(
-            "Conv", [x, self._const("w", w), self._const("b", b)], [out], name=out,
-            kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4, group=groups,
-        ))
+        self.nodes.append(
+            helper.make_node(
+                "Conv",
+                [x, self._const("w", w), self._const("b", b)],
+                [out],
+                name=out,
+                kernel_shape=[k, k],
+                strides=[stride, stride],
+                pads=[k // 2] * 4,
+                group=groups,
+            )
+        )
         return out
 
     def act(self, x: str, kind: str = "relu") -> str:
@@ -64,36 +74,57 @@ class GraphBuilder:
         self.nodes.append(helper.make_node("Flatten", [gap], [flat], name=flat, axis=1))
         w = self.rng.standard_normal((cin, classes)) * np.sqrt(1.0 / cin)
         out = "logits"
-        self.nodes.append(helper.make_node(
-            "Gemm", [flat, self._const("fc_w", w), self._const("fc_b", np.zeros(classes))], [out],
-            name="fc",
-        ))
+        self.nodes.append(
+            helper.make_node(
+                "Gemm",
+                [flat, self._const("fc_w", w), self._const("fc_b", np.zeros(classes))],
+                [out],
+                name="fc",
+            )
+        )
         return out
 
-    def model(self, inp: str, shape: list[int | str], out: str, classes: int, name: str) -> onnx.ModelProto:
+    def model(
+        self, inp: str, shape: list[int | str], out: str, classes: int, name: str
+    ) -> onnx.ModelProto:
         graph = helper.make_graph(
-            self.nodes, name,
+            self.nodes,
+            name,
             [helper.make_tensor_value_info(inp, TensorProto.FLOAT, shape)],
             [helper.make_tensor_value_info(out, TensorProto.FLOAT, [shape[0], classes])],
             self.inits,
         )
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                  producer_name="latencylab-bench")
+        model = helper.make_model(
+            graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="latencylab-bench"
+        )
         onnx.checker.check_model(model, full_check=True)
         return model
 
 
-def mobilenet_v2_like(resolution: int = 224, width: float = 1.0, classes: int = 1000,
-                      batch: int | str = 1, seed: int = 0) -> onnx.ModelProto:
+def mobilenet_v2_like(
+    resolution: int = 224,
+    width: float = 1.0,
+    classes: int = 1000,
+    batch: int | str = 1,
+    seed: int = 0,
+) -> onnx.ModelProto:
     """MobileNetV2 layout (inverted residuals, depthwise 3x3, ReLU6), random weights."""
+
     def ch(c: float) -> int:
         return max(8, int(c * width + 4) // 8 * 8)
 
     g = GraphBuilder(seed)
     x = g.act(g.conv("input", 3, ch(32), 3, 2), "relu6")
     cin = ch(32)
-    cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
-           (6, 160, 3, 2), (6, 320, 1, 1)]
+    cfg = [
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    ]
     for t, c, n, s in cfg:
         cout = ch(c)
         for i in range(n):
@@ -112,8 +143,13 @@ def mobilenet_v2_like(resolution: int = 224, width: float = 1.0, classes: int = 
     return g.model("input", [batch, 3, resolution, resolution], out, classes, "mobilenet_v2_like")
 
 
-def resnet_like(resolution: int = 224, depths: tuple[int, ...] = (2, 2, 2, 2), classes: int = 1000,
-                batch: int | str = 1, seed: int = 0) -> onnx.ModelProto:
+def resnet_like(
+    resolution: int = 224,
+    depths: tuple[int, ...] = (2, 2, 2, 2),
+    classes: int = 1000,
+    batch: int | str = 1,
+    seed: int = 0,
+) -> onnx.ModelProto:
     """ResNet-18 layout (basic blocks, 7x7 stem; stride-2 conv in place of max pooling)."""
     g = GraphBuilder(seed)
     x = g.act(g.conv("input", 3, 64, 7, 2))
@@ -132,8 +168,9 @@ def resnet_like(resolution: int = 224, depths: tuple[int, ...] = (2, 2, 2, 2), c
     return g.model("input", [batch, 3, resolution, resolution], out, classes, "resnet_like")
 
 
-def mlp(features: int = 256, hidden: int = 512, classes: int = 10, batch: int | str = "N",
-        seed: int = 0) -> onnx.ModelProto:
+def mlp(
+    features: int = 256, hidden: int = 512, classes: int = 10, batch: int | str = "N", seed: int = 0
+) -> onnx.ModelProto:
     """A two-layer MLP with a symbolic batch dimension: the quickest model to measure."""
     rng = np.random.default_rng(seed)
     w1 = numpy_helper.from_array(rng.standard_normal((features, hidden)).astype(np.float32), "w1")
@@ -144,7 +181,8 @@ def mlp(features: int = 256, hidden: int = 512, classes: int = 10, batch: int | 
         helper.make_node("MatMul", ["a", "w2"], ["logits"], name="fc2"),
     ]
     graph = helper.make_graph(
-        nodes, "mlp",
+        nodes,
+        "mlp",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, features])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])],
         [w1, w2],

@@ -44,18 +44,42 @@ def _fmt(v: float | None, digits: int = 3) -> str:
 
 def results_table(bench: BenchmarkPublic) -> Table:
     t = Table(title=f"benchmark {bench.id} ({bench.status})")
-    for col in ("result", "runtime", "device", "prec", "batch", "thr", "status", "p50 ms",
-                "p90 ms", "p99 ms", "mean ms", "CoV", "runs", "load ms", "peak RSS MB"):
+    for col in (
+        "result",
+        "runtime",
+        "device",
+        "prec",
+        "batch",
+        "thr",
+        "status",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "mean ms",
+        "CoV",
+        "runs",
+        "load ms",
+        "peak RSS MB",
+    ):
         t.add_column(col, justify="right" if col.endswith(("ms", "MB", "runs", "CoV")) else "left")
     rows: list[ResultPublic] = bench.results
     for r in rows:
         lat = r.latency_ms
         t.add_row(
-            str(r.id), r.runtime, r.device, r.precision, str(r.batch_size), str(r.threads),
+            str(r.id),
+            r.runtime,
+            r.device,
+            r.precision,
+            str(r.batch_size),
+            str(r.threads),
             r.status if r.status == "succeeded" else f"[red]{r.status}[/red]",
-            _fmt(lat.p50 if lat else None), _fmt(lat.p90 if lat else None),
-            _fmt(lat.p99 if lat else None), _fmt(lat.mean if lat else None),
-            _fmt(lat.cov if lat else None, 4), str(r.runs), _fmt(r.load_ms, 1),
+            _fmt(lat.p50 if lat else None),
+            _fmt(lat.p90 if lat else None),
+            _fmt(lat.p99 if lat else None),
+            _fmt(lat.mean if lat else None),
+            _fmt(lat.cov if lat else None, 4),
+            str(r.runs),
+            _fmt(r.load_ms, 1),
             _fmt(r.memory.get("peak_rss_mb"), 1),
         )
     return t
@@ -87,7 +111,9 @@ def agent(
     token_file: Annotated[Path | None, typer.Option(help="Read the token from a file")] = None,
     name: Annotated[str | None, typer.Option(help="Device name; default HOSTNAME-cpu")] = None,
     device_class: Annotated[str, typer.Option("--class", help="cpu|gpu|jetson|phone|mac")] = "cpu",
-    attr: Annotated[list[str] | None, typer.Option(help="Extra attribute key=value (repeat)")] = None,
+    attr: Annotated[
+        list[str] | None, typer.Option(help="Extra attribute key=value (repeat)")
+    ] = None,
     data_dir: Annotated[Path, typer.Option(help="Cache and scratch space")] = Path(".latencylab"),
     once: Annotated[bool, typer.Option(help="Exit after one job")] = False,
 ) -> None:
@@ -102,9 +128,14 @@ def agent(
             _fail(ValueError(f"--attr wants key=value, got {a!r}"))
         attributes[key] = value
     overrides: dict[str, Any] = {
-        "server": server, "token": token, "token_file": token_file, "device_class": device_class,
-        "attributes": attributes, "once": once,
-        "cache_dir": data_dir / "agent-cache", "work_dir": data_dir / "agent-work",
+        "server": server,
+        "token": token,
+        "token_file": token_file,
+        "device_class": device_class,
+        "attributes": attributes,
+        "once": once,
+        "cache_dir": data_dir / "agent-cache",
+        "work_dir": data_dir / "agent-work",
     }
     if name:
         overrides["name"] = name
@@ -114,8 +145,12 @@ def agent(
 @app.command()
 def submit(
     model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Model file (.onnx)")],
-    runtime: Annotated[list[str], typer.Option(help="Runtime (repeat for several)")] = ["onnxruntime"],  # noqa: B006
-    device: Annotated[list[str], typer.Option(help="Device selector (repeat)")] = ["local"],  # noqa: B006
+    runtime: Annotated[
+        list[str] | None, typer.Option(help="Runtime, repeat for several [default: onnxruntime]")
+    ] = None,
+    device: Annotated[
+        list[str] | None, typer.Option(help="Device selector, repeat for several [default: local]")
+    ] = None,
     precision: str = "fp32",
     batch_size: int = 1,
     threads: int = 1,
@@ -131,8 +166,11 @@ def submit(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Upload a model, benchmark it on every runtime × device given, show the results."""
+    """Upload a model, benchmark it on every runtime x device given, show the results."""
     from latencylab.progress import watch
+
+    runtime = runtime or ["onnxruntime"]
+    device = device or ["local"]
 
     try:
         meta = json.loads(metadata) if metadata else None
@@ -142,22 +180,38 @@ def submit(
         with _client(server, token) as c:
             m = c.upload_model(model, name=name, metadata=meta)
             if not as_json:
-                err.print(f"uploaded model {m.id} ({m.name}, {m.size} bytes, sha256 {m.sha256[:12]})")
+                err.print(
+                    f"uploaded model {m.id} ({m.name}, {m.size} bytes, sha256 {m.sha256[:12]})"
+                )
             targets = [
-                {"runtime": r, "device": d, "precision": precision, "batch_size": batch_size,
-                 "threads": threads}
-                for r in runtime for d in device
+                {
+                    "runtime": r,
+                    "device": d,
+                    "precision": precision,
+                    "batch_size": batch_size,
+                    "threads": threads,
+                }
+                for r in runtime
+                for d in device
             ]
-            settings = {"warmup_runs": warmup_runs, "min_runs": min_runs,
-                        "min_duration_s": min_duration_s, "max_duration_s": max_duration_s,
-                        "target_rel_ci": target_rel_ci}
+            settings = {
+                "warmup_runs": warmup_runs,
+                "min_runs": min_runs,
+                "min_duration_s": min_duration_s,
+                "max_duration_s": max_duration_s,
+                "target_rel_ci": target_rel_ci,
+            }
             bench = c.benchmark(m.id, targets, settings)
             if wait:
                 bench = watch(c, bench.id, quiet=as_json)
     except (LatencyLabError, httpx.TransportError) as exc:
         _fail(exc)
     if as_json:
-        print(json.dumps({"model": m.model_dump(mode="json"), "benchmark": bench.model_dump(mode="json")}))
+        print(
+            json.dumps(
+                {"model": m.model_dump(mode="json"), "benchmark": bench.model_dump(mode="json")}
+            )
+        )
         return
     console.print(results_table(bench))
     _print_errors(bench)
@@ -197,10 +251,16 @@ def devices(server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt =
     for col in ("id", "name", "class", "status", "runtimes", "current job", "queued", "last seen"):
         t.add_column(col)
     for d in devs:
-        t.add_row(str(d.id), d.name, d.device_class,
-                  d.status if d.status == "online" else f"[yellow]{d.status}[/yellow]",
-                  ", ".join(f"{k} {v}" for k, v in sorted(d.runtimes.items())),
-                  str(d.current_job or "-"), str(d.queue_depth), d.last_seen.isoformat(timespec="seconds"))
+        t.add_row(
+            str(d.id),
+            d.name,
+            d.device_class,
+            d.status if d.status == "online" else f"[yellow]{d.status}[/yellow]",
+            ", ".join(f"{k} {v}" for k, v in sorted(d.runtimes.items())),
+            str(d.current_job or "-"),
+            str(d.queue_depth),
+            d.last_seen.isoformat(timespec="seconds"),
+        )
     console.print(t)
 
 
@@ -219,8 +279,14 @@ def models(server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = 
     for col in ("id", "name", "format", "size", "inputs", "sha256"):
         t.add_column(col)
     for m in ms:
-        t.add_row(str(m.id), m.name, m.format, str(m.size),
-                  "; ".join(f"{i.name}{i.shape}" for i in m.inputs), m.sha256[:12])
+        t.add_row(
+            str(m.id),
+            m.name,
+            m.format,
+            str(m.size),
+            "; ".join(f"{i.name}{i.shape}" for i in m.inputs),
+            m.sha256[:12],
+        )
     console.print(t)
 
 

@@ -43,7 +43,9 @@ class Client:
     >>> b = c.wait(c.benchmark(m.id, [{"runtime": "onnxruntime", "device": "local"}]).id)
     """
 
-    def __init__(self, server: str | None = None, token: str | None = None, timeout: float = 60) -> None:
+    def __init__(
+        self, server: str | None = None, token: str | None = None, timeout: float = 60
+    ) -> None:
         cfg = get_client_settings()
         self.server = (server or cfg.resolved_server).rstrip("/")
         token = token or cfg.resolved_token()
@@ -65,12 +67,14 @@ class Client:
                 detail = r.json().get("detail", r.text)
             except (ValueError, AttributeError):
                 detail = r.text
-            raise LatencyLabError(r.status_code, detail if isinstance(detail, str) else json.dumps(detail))
+            raise LatencyLabError(
+                r.status_code, detail if isinstance(detail, str) else json.dumps(detail)
+            )
         return r.json() if r.content else None
 
     # ------------------------------------------------------------------ basics
     def health(self) -> dict[str, Any]:
-        return self._json(self.http.get("/health"))  # type: ignore[no-any-return]
+        return self._json(self.http.get("/health"))
 
     def whoami(self) -> TokenPublic:
         return TokenPublic.model_validate(self._json(self.http.get("/tokens/me")))
@@ -112,7 +116,8 @@ class Client:
         body = BenchmarkCreate(
             model_id=model_id,
             targets=[t if isinstance(t, Target) else Target.model_validate(t) for t in targets],
-            settings=settings if isinstance(settings, MeasureSettings)
+            settings=settings
+            if isinstance(settings, MeasureSettings)
             else MeasureSettings.model_validate(settings or {}),
         )
         return BenchmarkPublic.model_validate(

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from latencylab.client import Client
 from latencylab.schemas import BenchmarkPublic, JobPublic
 
 # How far along a job is, by phase (the steady state fills the rest as it runs).
-PHASES = {"queued": 0, "leased": 5, "download": 8, "load": 15, "first": 25, "warmup": 30,
-          "steady": 40, "profile": 95, "done": 100}
+PHASES = {
+    "queued": 0,
+    "leased": 5,
+    "download": 8,
+    "load": 15,
+    "first": 25,
+    "warmup": 30,
+    "steady": 40,
+    "profile": 95,
+    "done": 100,
+}
 
 
 def job_percent(job: JobPublic, max_duration_s: float) -> float:
@@ -33,22 +42,30 @@ def job_label(job: JobPublic) -> str:
     return f"job {job.id} {job.runtime}@{where}: {phase}{extra}"
 
 
-def watch(client: Client, bench_id: int, quiet: bool = False, timeout: float = 3600) -> BenchmarkPublic:
+def watch(
+    client: Client, bench_id: int, quiet: bool = False, timeout: float = 3600
+) -> BenchmarkPublic:
     """Poll the benchmark, drawing one bar per job, until it is done."""
     if quiet:
         return client.wait(bench_id, timeout=timeout)
     console = Console(stderr=True)
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=console, transient=False,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as bar:
-        tasks: dict[int, int] = {}
+        tasks: dict[int, TaskID] = {}
 
         def update(bench: BenchmarkPublic) -> None:
             max_d = float(bench.settings.get("max_duration_s", 30.0))
             for job in bench.jobs:
                 if job.id not in tasks:
                     tasks[job.id] = bar.add_task(job_label(job), total=100)
-                bar.update(tasks[job.id], completed=job_percent(job, max_d), description=job_label(job))
+                bar.update(
+                    tasks[job.id], completed=job_percent(job, max_d), description=job_label(job)
+                )
 
         return client.wait(bench_id, timeout=timeout, on_update=update)

@@ -73,7 +73,9 @@ def _tensor_specs(values: Any, skip: set[str]) -> list[dict[str, Any]]:
             continue
         tt = v.type.tensor_type
         if not v.type.HasField("tensor_type"):
-            raise ModelRejected(f"graph value '{v.name}' is not a tensor; only tensor I/O is supported")
+            raise ModelRejected(
+                f"graph value '{v.name}' is not a tensor; only tensor I/O is supported"
+            )
         dtype = str(helper.tensor_dtype_to_np_dtype(tt.elem_type)) if tt.elem_type else "unknown"
         specs.append({"name": v.name, "shape": _dims(v.type), "dtype": dtype})
     return specs
@@ -104,9 +106,7 @@ def inspect_onnx(path: Path) -> ModelInfo:
     except Exception as exc:  # shape inference errors surface as assorted types
         raise ModelRejected(f"ONNX checker rejected the model: {exc}") from exc
     inits = {i.name for i in model.graph.initializer}
-    opset = next(
-        (o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None
-    )
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     inputs = _tensor_specs(model.graph.input, inits)
     if not inputs:
         raise ModelRejected("the ONNX graph has no inputs to feed")

@@ -68,8 +68,18 @@ class LocalAgent:
         token_file = self.data_dir / "agent.token"
         agent_token(self.url, admin, token_file)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "latencylab", "agent", "--server", self.url,
-             "--token-file", str(token_file), "--data-dir", str(self.data_dir)]
+            [
+                sys.executable,
+                "-m",
+                "latencylab",
+                "agent",
+                "--server",
+                self.url,
+                "--token-file",
+                str(token_file),
+                "--data-dir",
+                str(self.data_dir),
+            ]
         )
         print(f"LatencyLab local agent started (pid {self.proc.pid})", flush=True)
 

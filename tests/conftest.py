@@ -36,8 +36,14 @@ AGENT_ENV = {
     "LATENCYLAB_AGENT_POLL_INTERVAL_S": "0.2",
 }
 # Quick but real measurement settings for tests.
-FAST = {"warmup_runs": 3, "min_runs": 20, "min_duration_s": 0.2, "max_duration_s": 2.0,
-        "target_rel_ci": 0.02, "timeout_s": 120}
+FAST = {
+    "warmup_runs": 3,
+    "min_runs": 20,
+    "min_duration_s": 0.2,
+    "max_duration_s": 2.0,
+    "target_rel_ci": 0.02,
+    "timeout_s": 120,
+}
 
 
 def free_port() -> int:
@@ -60,7 +66,9 @@ def postgres_database() -> Iterator[str]:
     except psycopg.OperationalError as exc:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is required in CI but unreachable at {PG_URL}: {exc}")
-        pytest.skip(f"PostgreSQL not reachable at {PG_URL} (set LATENCYLAB_TEST_POSTGRES_URL): {exc}")
+        pytest.skip(
+            f"PostgreSQL not reachable at {PG_URL} (set LATENCYLAB_TEST_POSTGRES_URL): {exc}"
+        )
     name = f"latencylab_test_{uuid.uuid4().hex[:10]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -73,7 +81,9 @@ def postgres_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
-@pytest.fixture(scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    scope="session", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'latencylab.db'}"
@@ -91,7 +101,9 @@ def _wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"coordinator exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"coordinator exited with {proc.returncode}:\n{log.read_text()[-3000:]}"
+            )
         try:
             if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
                 return
@@ -147,28 +159,62 @@ def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     env = _env({**SERVER_ENV, "LATENCYLAB_DATABASE_URL": database_url})
     with log.open("wb") as fh:
         server = subprocess.Popen(
-            [sys.executable, "-m", "latencylab", "serve", "--no-local-agent", "--port", str(port),
-             "--data-dir", str(data_dir)], cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "latencylab",
+                "serve",
+                "--no-local-agent",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
         )
     agent = None
     try:
         _wait_for(url, server, log)
         admin = (data_dir / "admin.token").read_text().strip()
-        with httpx.Client(base_url=url + "/api/v1", headers={"Authorization": f"Bearer {admin}"}) as c:
+        with httpx.Client(
+            base_url=url + "/api/v1", headers={"Authorization": f"Bearer {admin}"}
+        ) as c:
             user = c.post("/tokens", json={"scope": "user", "name": "tests"}).json()["token"]
-            agent_tok = c.post("/tokens", json={"scope": "agent", "name": "test agent"}).json()["token"]
+            agent_tok = c.post("/tokens", json={"scope": "agent", "name": "test agent"}).json()[
+                "token"
+            ]
         name = f"test-cpu-{uuid.uuid4().hex[:6]}"
         alog = data_dir / "agent.log"
         with alog.open("wb") as fh:
             agent = subprocess.Popen(
-                [sys.executable, "-m", "latencylab", "agent", "--server", url, "--token", agent_tok,
-                 "--name", name, "--data-dir", str(data_dir / "agent")],
-                cwd=REPO, env=_env(AGENT_ENV), stdout=fh, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "latencylab",
+                    "agent",
+                    "--server",
+                    url,
+                    "--token",
+                    agent_tok,
+                    "--name",
+                    name,
+                    "--data-dir",
+                    str(data_dir / "agent"),
+                ],
+                cwd=REPO,
+                env=_env(AGENT_ENV),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
             )
         live = Live(url, data_dir, admin, user, agent_tok, database_url, name)
         with live.http(user) as c:
             deadline = time.monotonic() + 60
-            while not any(d["name"] == name and d["status"] == "online" for d in c.get("/devices").json()):
+            while not any(
+                d["name"] == name and d["status"] == "online" for d in c.get("/devices").json()
+            ):
                 if agent.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"agent did not register:\n{alog.read_text()[-3000:]}")
                 time.sleep(0.2)

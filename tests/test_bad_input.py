@@ -20,16 +20,23 @@ def _store_files(live: Live) -> set[Path]:
 def _dangling_input_model() -> bytes:
     # 'ghost' is read by a node but is neither a graph input, an initializer nor produced.
     node = helper.make_node("Add", ["x", "ghost"], ["y"])
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
 def _dynamic_spatial_model() -> bytes:
     node = helper.make_node("Relu", ["x"], ["y"])
     graph = helper.make_graph(
-        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])])
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
@@ -41,15 +48,22 @@ BAD_UPLOADS = {
     "path traversal": ("../../etc/model.onnx", None, {}, 400, "plain file name"),
     "metadata not json": ("m.onnx", None, {"metadata": "{accuracy: 1"}, 422, "not valid JSON"),
     "metadata not object": ("m.onnx", None, {"metadata": "[1, 2]"}, 422, "JSON object"),
-    "accuracy not numbers": ("m.onnx", None, {"metadata": '{"accuracy": {"top1": "high"}}'}, 422,
-                             "accuracy"),
+    "accuracy not numbers": (
+        "m.onnx",
+        None,
+        {"metadata": '{"accuracy": {"top1": "high"}}'},
+        422,
+        "accuracy",
+    ),
     "unknowable shape": ("dyn.onnx", _dynamic_spatial_model(), {}, 422, "input_shapes"),
     "pt2 not accepted yet": ("model.pt2", b"PK\x03\x04" + b"\0" * 100, {}, 415, "ONNX"),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_UPLOADS))
-def test_bad_upload_is_rejected_cleanly(live: Live, model_files: dict[str, Path], case: str) -> None:
+def test_bad_upload_is_rejected_cleanly(
+    live: Live, model_files: dict[str, Path], case: str
+) -> None:
     filename, content, data, code, needle = BAD_UPLOADS[case]
     if content is None:
         content = model_files["mlp"].read_bytes()
@@ -90,8 +104,10 @@ def test_oversized_upload_without_content_length_is_stopped(live: Live) -> None:
     boundary = "XyZ"
 
     def body():  # type: ignore[no-untyped-def]
-        yield (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"b.onnx\"\r\n"
-               "Content-Type: application/octet-stream\r\n\r\n").encode()
+        yield (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="b.onnx"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
         for _ in range(40):
             yield b"\0" * (1024 * 1024)
         yield f"\r\n--{boundary}--\r\n".encode()
@@ -99,8 +115,11 @@ def test_oversized_upload_without_content_length_is_stopped(live: Live) -> None:
     before = _store_files(live)
     with live.http(live.user_token) as c:
         try:
-            r = c.post("/models", content=body(),
-                       headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
+            r = c.post(
+                "/models",
+                content=body(),
+                headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            )
             assert r.status_code == 413, r.text
         except httpx.RemoteProtocolError:
             pass  # the server may close the connection before reading the rest: also a refusal
@@ -122,20 +141,37 @@ def test_not_multipart_and_missing_file_part(live: Live) -> None:
     [
         ({"model_id": 999999, "targets": [{"runtime": "onnxruntime"}]}, 404, "does not exist"),
         ({"model_id": "MODEL", "targets": [{"runtime": "tensorflowjs"}]}, 422, "runtime"),
-        ({"model_id": "MODEL", "targets": [{"runtime": "onnxruntime", "device": "pixel-99"}]}, 422,
-         "no registered device matches 'pixel-99'"),
-        ({"model_id": "MODEL", "targets": [{"runtime": "onnxruntime", "device": "class:gpu"}]}, 422,
-         "class:gpu"),
+        (
+            {"model_id": "MODEL", "targets": [{"runtime": "onnxruntime", "device": "pixel-99"}]},
+            422,
+            "no registered device matches 'pixel-99'",
+        ),
+        (
+            {"model_id": "MODEL", "targets": [{"runtime": "onnxruntime", "device": "class:gpu"}]},
+            422,
+            "class:gpu",
+        ),
         ({"model_id": "MODEL", "targets": [{"runtime": "tflite"}]}, 422, "conversion"),
         ({"model_id": "MODEL", "targets": []}, 422, "targets"),
-        ({"model_id": "MODEL", "targets": [{"runtime": "onnxruntime", "batch_size": 0}]}, 422,
-         "batch_size"),
-        ({"model_id": "MODEL", "targets": [{"runtime": "onnxruntime"}],
-          "settings": {"min_runs": -5}}, 422, "min_runs"),
+        (
+            {"model_id": "MODEL", "targets": [{"runtime": "onnxruntime", "batch_size": 0}]},
+            422,
+            "batch_size",
+        ),
+        (
+            {
+                "model_id": "MODEL",
+                "targets": [{"runtime": "onnxruntime"}],
+                "settings": {"min_runs": -5},
+            },
+            422,
+            "min_runs",
+        ),
     ],
 )
-def test_bad_benchmark_requests(live: Live, model_files: dict[str, Path], body: dict, code: int,
-                                needle: str) -> None:
+def test_bad_benchmark_requests(
+    live: Live, model_files: dict[str, Path], body: dict, code: int, needle: str
+) -> None:
     with live.http(live.user_token) as c:
         if body["model_id"] == "MODEL":
             r = c.post("/models", files={"file": ("mlp.onnx", model_files["mlp"].read_bytes())})

@@ -21,7 +21,9 @@ def test_health_needs_no_token_and_names_the_backend(live: Live) -> None:
 
 def test_upload_benchmark_and_read_results(live: Live, model_files: dict[str, Path]) -> None:
     with live.client() as c:
-        model = c.upload_model(model_files["mbv2"], metadata={"accuracy": {"top1": 60.1}, "tags": ["mbv2"]})
+        model = c.upload_model(
+            model_files["mbv2"], metadata={"accuracy": {"top1": 60.1}, "tags": ["mbv2"]}
+        )
         assert model.format == "onnx" and model.opset == 17
         assert [i.name for i in model.inputs] == ["input"]
         assert model.inputs[0].shape == [1, 3, 96, 96]
@@ -64,23 +66,31 @@ def test_symbolic_batch_is_filled_from_the_target(live: Live, model_files: dict[
     with live.client() as c:
         model = c.upload_model(model_files["mlp"])
         assert model.inputs[0].shape == ["N", 256]
-        bench = c.benchmark(model.id, [{"runtime": "onnxruntime", "batch_size": 4, "threads": 2}], FAST)
+        bench = c.benchmark(
+            model.id, [{"runtime": "onnxruntime", "batch_size": 4, "threads": 2}], FAST
+        )
         done = c.wait(bench.id, timeout=180)
     (r,) = done.results
     assert r.status == "succeeded", r.error
     assert r.batch_size == 4 and r.threads == 2
 
 
-def test_a_runtime_crash_fails_that_job_and_the_agent_lives_on(live: Live, tmp_path: Path,
-                                                               model_files: dict[str, Path]) -> None:
+def test_a_runtime_crash_fails_that_job_and_the_agent_lives_on(
+    live: Live, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
     from onnx import TensorProto, helper
 
     # Valid ONNX, but an op from a domain onnxruntime has no kernel for: session creation fails.
     node = helper.make_node("Mystery", ["x"], ["y"], domain="com.example")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                    helper.make_opsetid("com.example", 1)])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    )
     path = tmp_path / "mystery.onnx"
     path.write_bytes(model.SerializeToString())
     with live.client() as c:
@@ -97,12 +107,36 @@ def test_a_runtime_crash_fails_that_job_and_the_agent_lives_on(live: Live, tmp_p
 
 
 def test_cli_submit_json_and_results(live: Live, model_files: dict[str, Path]) -> None:
-    env = {"LATENCYLAB_SERVER": live.url, "LATENCYLAB_TOKEN": live.user_token, "PATH": "/usr/bin:/bin"}
+    env = {
+        "LATENCYLAB_SERVER": live.url,
+        "LATENCYLAB_TOKEN": live.user_token,
+        "PATH": "/usr/bin:/bin",
+    }
     out = subprocess.run(
-        [sys.executable, "-m", "latencylab", "submit", str(model_files["mlp"]), "--runtime",
-         "onnxruntime", "--device", "local", "--min-runs", "20", "--min-duration-s", "0.2",
-         "--max-duration-s", "1", "--json"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=True,
+        [
+            sys.executable,
+            "-m",
+            "latencylab",
+            "submit",
+            str(model_files["mlp"]),
+            "--runtime",
+            "onnxruntime",
+            "--device",
+            "local",
+            "--min-runs",
+            "20",
+            "--min-duration-s",
+            "0.2",
+            "--max-duration-s",
+            "1",
+            "--json",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     )
     body = json.loads(out.stdout)
     bench = body["benchmark"]
@@ -110,12 +144,22 @@ def test_cli_submit_json_and_results(live: Live, model_files: dict[str, Path]) -
     assert bench["results"][0]["latency_ms"]["p50"] > 0
     table = subprocess.run(
         [sys.executable, "-m", "latencylab", "results", str(bench["id"])],
-        cwd=REPO, env={**env, "COLUMNS": "200"}, capture_output=True, text=True, timeout=60, check=True,
+        cwd=REPO,
+        env={**env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     assert "succeeded" in table.stdout and "onnxruntime" in table.stdout
     devices = subprocess.run(
         [sys.executable, "-m", "latencylab", "devices", "--json"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     names = {d["name"]: d for d in json.loads(devices.stdout)}
     assert names[live.agent_name]["class"] == "cpu"

@@ -18,8 +18,17 @@ from tests.conftest import FAST, Live
 
 RESULT = {
     "status": "succeeded",
-    "latency_ms": {"min": 1.0, "mean": 1.5, "p50": 1.4, "p90": 2.0, "p95": 2.1, "p99": 2.5,
-                   "max": 3.0, "std": 0.3, "cov": 0.2},
+    "latency_ms": {
+        "min": 1.0,
+        "mean": 1.5,
+        "p50": 1.4,
+        "p90": 2.0,
+        "p95": 2.1,
+        "p99": 2.5,
+        "max": 3.0,
+        "std": 0.3,
+        "cov": 0.2,
+    },
     "runs": 3,
     "times_ms": [1.0, 1.4, 3.0],
     "stop_reason": "max_runs",
@@ -33,11 +42,19 @@ class Ghost:
         self.live = live
         self.name = f"ghost-{uuid.uuid4().hex[:8]}"
         with live.http(live.admin_token) as c:
-            self.token = c.post("/tokens", json={"scope": "agent", "name": self.name}).json()["token"]
+            self.token = c.post("/tokens", json={"scope": "agent", "name": self.name}).json()[
+                "token"
+            ]
         self.http = live.http(self.token)
-        r = self.http.post("/agents/register", json={
-            "name": self.name, "class": "cpu", "runtimes": {"onnxruntime": "1.0"},
-            "attributes": {"soc": "ghostchip"}})
+        r = self.http.post(
+            "/agents/register",
+            json={
+                "name": self.name,
+                "class": "cpu",
+                "runtimes": {"onnxruntime": "1.0"},
+                "attributes": {"soc": "ghostchip"},
+            },
+        )
         assert r.status_code == 200, r.text
         self.id = r.json()["id"]
 
@@ -52,9 +69,17 @@ class Ghost:
 
 def _queue(live: Live, model_files: dict[str, Path], device: str) -> tuple[int, int]:
     with live.http(live.user_token) as c:
-        model = c.post("/models", files={"file": ("mlp.onnx", model_files["mlp"].read_bytes())}).json()
-        r = c.post("/benchmarks", json={"model_id": model["id"], "settings": FAST,
-                                        "targets": [{"runtime": "onnxruntime", "device": device}]})
+        model = c.post(
+            "/models", files={"file": ("mlp.onnx", model_files["mlp"].read_bytes())}
+        ).json()
+        r = c.post(
+            "/benchmarks",
+            json={
+                "model_id": model["id"],
+                "settings": FAST,
+                "targets": [{"runtime": "onnxruntime", "device": device}],
+            },
+        )
         assert r.status_code == 202, r.text
         return r.json()["id"], r.json()["jobs"][0]["id"]
 
@@ -127,7 +152,9 @@ def test_one_job_at_a_time_per_device(live: Live, model_files: dict[str, Path]) 
     assert ghost.lease() is not None
 
 
-def test_expired_lease_requeues_then_fails_after_the_retry_limit(live: Live, model_files: dict[str, Path]) -> None:
+def test_expired_lease_requeues_then_fails_after_the_retry_limit(
+    live: Live, model_files: dict[str, Path]
+) -> None:
     ghost = Ghost(live)
     _, job_id = _queue(live, model_files, ghost.name)
     assert ghost.lease()["id"] == job_id  # type: ignore[index]
@@ -155,8 +182,10 @@ def test_heartbeat_keeps_the_lease(live: Live, model_files: dict[str, Path]) -> 
     _, job_id = _queue(live, model_files, ghost.name)
     ghost.lease()
     for _ in range(12):  # 6 s > the 4 s lease
-        r = ghost.http.post(f"/agents/{ghost.id}/heartbeat",
-                            json={"job_id": job_id, "progress": {"phase": "steady", "runs": 7}})
+        r = ghost.http.post(
+            f"/agents/{ghost.id}/heartbeat",
+            json={"job_id": job_id, "progress": {"phase": "steady", "runs": 7}},
+        )
         assert r.json() == {"keep": True}
         time.sleep(0.5)
     job = _wait_job(live, job_id, lambda j: True)
@@ -164,7 +193,9 @@ def test_heartbeat_keeps_the_lease(live: Live, model_files: dict[str, Path]) -> 
     assert ghost.report(job_id).status_code == 201
 
 
-def test_agents_only_download_artifacts_of_jobs_they_hold(live: Live, model_files: dict[str, Path]) -> None:
+def test_agents_only_download_artifacts_of_jobs_they_hold(
+    live: Live, model_files: dict[str, Path]
+) -> None:
     ghost = Ghost(live)
     _, job_id = _queue(live, model_files, ghost.name)
     other = Ghost(live)
@@ -179,8 +210,9 @@ def test_agents_only_download_artifacts_of_jobs_they_hold(live: Live, model_file
     assert ghost.http.get(f"/artifacts/{sha}").status_code == 403
 
 
-def test_device_goes_offline_when_silent_and_selectors_match_attributes(live: Live,
-                                                                          model_files: dict[str, Path]) -> None:
+def test_device_goes_offline_when_silent_and_selectors_match_attributes(
+    live: Live, model_files: dict[str, Path]
+) -> None:
     ghost = Ghost(live)
     _queue(live, model_files, "soc:ghostchip")  # selects the ghost by attribute
     with live.http(live.user_token) as c:
@@ -203,7 +235,14 @@ def test_a_device_registered_by_another_token_is_refused(live: Live) -> None:
 @pytest.mark.parametrize("selector", ["", "class:", "a:b,c"])
 def test_malformed_selectors(live: Live, model_files: dict[str, Path], selector: str) -> None:
     with live.http(live.user_token) as c:
-        model = c.post("/models", files={"file": ("mlp.onnx", model_files["mlp"].read_bytes())}).json()
-        r = c.post("/benchmarks", json={"model_id": model["id"],
-                                        "targets": [{"runtime": "onnxruntime", "device": selector}]})
+        model = c.post(
+            "/models", files={"file": ("mlp.onnx", model_files["mlp"].read_bytes())}
+        ).json()
+        r = c.post(
+            "/benchmarks",
+            json={
+                "model_id": model["id"],
+                "targets": [{"runtime": "onnxruntime", "device": selector}],
+            },
+        )
     assert r.status_code == 422

@@ -3,7 +3,14 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Response, status
 
 from db.models import ApiToken, Device
-from latencylab.schemas import DevicePublic, DeviceRegister, Heartbeat, JobReport, LeasedJob, ResultPublic
+from latencylab.schemas import (
+    DevicePublic,
+    DeviceRegister,
+    Heartbeat,
+    JobReport,
+    LeasedJob,
+    ResultPublic,
+)
 from server.deps import CurrentAgent, SessionDep, StateDep
 from server.store import benchmarks as bench_store
 from server.store import devices as store
@@ -23,7 +30,9 @@ def _own_device(session: SessionDep, device_id: int, token: ApiToken) -> Device:
 
 
 @router.post("/register", response_model=DevicePublic, response_model_by_alias=True)
-def register(body: DeviceRegister, session: SessionDep, state: StateDep, token: CurrentAgent) -> DevicePublic:
+def register(
+    body: DeviceRegister, session: SessionDep, state: StateDep, token: CurrentAgent
+) -> DevicePublic:
     """Register (or re-register) a device with its capabilities; frees jobs it held before."""
     device = store.register_device(session, body, token.id)
     return store.device_public(session, device, state.settings.offline_after_s)
@@ -44,7 +53,9 @@ def heartbeat(
     response_model=LeasedJob,
     responses={204: {"description": "No job for this device right now"}},
 )
-def lease(device_id: int, session: SessionDep, state: StateDep, token: CurrentAgent) -> LeasedJob | Response:
+def lease(
+    device_id: int, session: SessionDep, state: StateDep, token: CurrentAgent
+) -> LeasedJob | Response:
     """Lease the oldest queued job this device can run (one at a time, with an expiring lease)."""
     device = _own_device(session, device_id, token)
     try:
@@ -63,7 +74,7 @@ def lease(device_id: int, session: SessionDep, state: StateDep, token: CurrentAg
         precision=job.precision,
         batch_size=job.batch_size,
         threads=job.threads,
-        settings=job.settings,  # type: ignore[arg-type]
+        settings=job.settings,
         model=model_public(m),
         artifact_sha256=job.artifact_sha256,
         lease_expires_at=job.lease_expires_at,

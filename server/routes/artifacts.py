@@ -11,7 +11,9 @@ router = APIRouter(tags=["artifacts"])
 
 
 @router.get("/artifacts/{sha256}", response_class=FileResponse)
-def download_artifact(sha256: str, session: SessionDep, state: StateDep, token: AnyToken) -> FileResponse:
+def download_artifact(
+    sha256: str, session: SessionDep, state: StateDep, token: AnyToken
+) -> FileResponse:
     """Download an artifact by sha256; an agent token only gets artifacts of jobs it holds."""
     artifact = session.get(Artifact, sha256)
     if artifact is None or not state.store.exists(sha256):
@@ -20,7 +22,9 @@ def download_artifact(sha256: str, session: SessionDep, state: StateDep, token: 
         held = session.scalar(
             select(Job.id)
             .join(Device, Job.device_id == Device.id)
-            .where(Job.artifact_sha256 == sha256, Job.status == "running", Device.token_id == token.id)
+            .where(
+                Job.artifact_sha256 == sha256, Job.status == "running", Device.token_id == token.id
+            )
         )
         if held is None:
             raise HTTPException(403, "agents may only download artifacts of jobs they hold")

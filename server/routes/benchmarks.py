@@ -3,7 +3,13 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Query, status
 
 from db.models import ResultSeries
-from latencylab.schemas import BenchmarkCreate, BenchmarkPublic, LayerProfile, ProfilePublic, RawTimes
+from latencylab.schemas import (
+    BenchmarkCreate,
+    BenchmarkPublic,
+    LayerProfile,
+    ProfilePublic,
+    RawTimes,
+)
 from server.deps import CurrentUser, SessionDep, StateDep
 from server.store import benchmarks as store
 
@@ -31,7 +37,9 @@ def list_benchmarks(
     limit: int = Query(200, ge=1, le=2000),
 ) -> list[BenchmarkPublic]:
     """List benchmarks, newest first (optionally of one model)."""
-    return [store.benchmark_public(session, b) for b in store.list_benchmarks(session, model_id, limit)]
+    return [
+        store.benchmark_public(session, b) for b in store.list_benchmarks(session, model_id, limit)
+    ]
 
 
 @router.get("/{bench_id}", response_model=BenchmarkPublic)
@@ -60,7 +68,9 @@ def get_raw(bench_id: int, result_id: int, session: SessionDep, _: CurrentUser) 
 
 
 @router.get("/{bench_id}/results/{result_id}/profile", response_model=ProfilePublic)
-def get_profile(bench_id: int, result_id: int, session: SessionDep, _: CurrentUser) -> ProfilePublic:
+def get_profile(
+    bench_id: int, result_id: int, session: SessionDep, _: CurrentUser
+) -> ProfilePublic:
     """Per-layer times from the runtime's profiler (a separate pass after the steady state)."""
     series = _series(session, bench_id, result_id)
     if not series.profile:

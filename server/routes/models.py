@@ -23,8 +23,15 @@ _UPLOAD_BODY: dict[str, Any] = {
                     "type": "object",
                     "required": ["file"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "The model file (.onnx)"},
-                        "name": {"type": "string", "description": "Display name; default: file name"},
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The model file (.onnx)",
+                        },
+                        "name": {
+                            "type": "string",
+                            "description": "Display name; default: file name",
+                        },
                         "metadata": {
                             "type": "string",
                             "description": 'JSON object, e.g. {"accuracy": {"top1": 75.3}, '
@@ -43,7 +50,10 @@ _UPLOAD_BODY: dict[str, Any] = {
     response_model=ModelPublic,
     status_code=status.HTTP_201_CREATED,
     openapi_extra=_UPLOAD_BODY,
-    responses={413: {"description": "Over the size limit"}, 415: {"description": "Unsupported format"}},
+    responses={
+        413: {"description": "Over the size limit"},
+        415: {"description": "Unsupported format"},
+    },
 )
 async def upload_model(
     request: Request, session: SessionDep, state: StateDep, token: CurrentUser
@@ -53,8 +63,11 @@ async def upload_model(
     try:
         form = await receive_form(request, state.store, limit)
     except UploadTooLarge as exc:
-        raise HTTPException(413, f"upload exceeds the limit of {state.settings.max_upload_mb:g} MB "
-                            "(LATENCYLAB_MAX_UPLOAD_MB)") from exc
+        raise HTTPException(
+            413,
+            f"upload exceeds the limit of {state.settings.max_upload_mb:g} MB "
+            "(LATENCYLAB_MAX_UPLOAD_MB)",
+        ) from exc
     except BadUpload as exc:
         raise HTTPException(exc.status_code, exc.message) from exc
     assert form.file is not None

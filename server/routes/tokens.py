@@ -13,15 +13,21 @@ router = APIRouter(prefix="/tokens", tags=["auth"])
 def create_token(body: TokenCreate, session: SessionDep, _: CurrentAdmin) -> TokenPublic:
     """Create an API token (admin only); the secret is returned once and stored hashed."""
     row, plain = store.create_token(session, body.scope, body.name)
-    return TokenPublic(id=row.id, name=row.name, scope=row.scope, prefix=row.prefix,  # type: ignore[arg-type]
-                       created_at=row.created_at, token=plain)
+    return TokenPublic(
+        id=row.id,
+        name=row.name,
+        scope=row.scope,
+        prefix=row.prefix,
+        created_at=row.created_at,
+        token=plain,
+    )
 
 
 @router.get("", response_model=list[TokenPublic])
 def list_tokens(session: SessionDep, _: CurrentAdmin) -> list[TokenPublic]:
     """List tokens (never their secrets)."""
     return [
-        TokenPublic(id=t.id, name=t.name, scope=t.scope, prefix=t.prefix, created_at=t.created_at)  # type: ignore[arg-type]
+        TokenPublic(id=t.id, name=t.name, scope=t.scope, prefix=t.prefix, created_at=t.created_at)
         for t in store.list_tokens(session)
     ]
 
@@ -29,5 +35,10 @@ def list_tokens(session: SessionDep, _: CurrentAdmin) -> list[TokenPublic]:
 @router.get("/me", response_model=TokenPublic)
 def whoami(token: AnyToken) -> TokenPublic:
     """The calling token itself (scope, name): a cheap way to check a token works."""
-    return TokenPublic(id=token.id, name=token.name, scope=token.scope, prefix=token.prefix,  # type: ignore[arg-type]
-                       created_at=token.created_at)
+    return TokenPublic(
+        id=token.id,
+        name=token.name,
+        scope=token.scope,
+        prefix=token.prefix,
+        created_at=token.created_at,
+    )

@@ -7,7 +7,13 @@ from sqlalchemy.orm import Session, selectinload
 
 from db.models import Benchmark, Device, Job, Model, Result, ResultSeries
 from latencylab.schemas import BenchmarkCreate, BenchmarkPublic, LatencyStats, ResultPublic, Target
-from server.store.devices import SelectorError, can_take, device_matches, list_devices, parse_selector
+from server.store.devices import (
+    SelectorError,
+    can_take,
+    device_matches,
+    list_devices,
+    parse_selector,
+)
 from server.store.jobs import job_public
 
 # Runtimes that can run a model of each stored format without a conversion.
@@ -129,7 +135,9 @@ def get_benchmark(session: Session, bench_id: int) -> Benchmark | None:
     )
 
 
-def list_benchmarks(session: Session, model_id: int | None = None, limit: int = 200) -> list[Benchmark]:
+def list_benchmarks(
+    session: Session, model_id: int | None = None, limit: int = 200
+) -> list[Benchmark]:
     q = select(Benchmark).order_by(Benchmark.id.desc()).limit(limit)
     if model_id is not None:
         q = q.where(Benchmark.model_id == model_id)
@@ -142,7 +150,7 @@ def benchmark_public(session: Session, bench: Benchmark) -> BenchmarkPublic:
     return BenchmarkPublic(
         id=bench.id,
         model_id=bench.model_id,
-        status=aggregate_status([j.status for j in jobs]),  # type: ignore[arg-type]
+        status=aggregate_status([j.status for j in jobs]),
         settings=bench.settings or {},
         jobs=[job_public(j, devices) for j in jobs],
         results=[result_public(j.result) for j in jobs if j.result is not None],

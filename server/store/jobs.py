@@ -153,10 +153,12 @@ def job_public(job: Job, devices: list[Device] | None = None) -> JobPublic:
     return JobPublic(
         id=job.id,
         kind=job.kind,
-        status=job.status,  # type: ignore[arg-type]
+        status=job.status,
         runtime=job.runtime,
         device=job.device_selector,
-        device_name=job.device.name if job.device else (job.result.device_name if job.result else None),
+        device_name=job.device.name
+        if job.device
+        else (job.result.device_name if job.result else None),
         precision=job.precision,
         batch_size=job.batch_size,
         threads=job.threads,

@@ -40,7 +40,7 @@ def parse_metadata(raw: str | None) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ModelRejected(f"metadata is not valid JSON: {exc}") from exc
     if not isinstance(meta, dict):
-        raise ModelRejected("metadata must be a JSON object, e.g. {\"tags\": [\"mbv2\"]}")
+        raise ModelRejected('metadata must be a JSON object, e.g. {"tags": ["mbv2"]}')
     acc = meta.get("accuracy", {})
     if not isinstance(acc, dict) or not all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in acc.values()
@@ -50,7 +50,7 @@ def parse_metadata(raw: str | None) -> dict[str, Any]:
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ModelRejected("metadata.tags must be a list of strings")
     if "input_shapes" in meta and not isinstance(meta["input_shapes"], dict):
-        raise ModelRejected('metadata.input_shapes must map input names to shapes')
+        raise ModelRejected("metadata.input_shapes must map input names to shapes")
     return meta
 
 
@@ -103,7 +103,9 @@ def get_model(session: Session, model_id: int) -> Model | None:
 
 
 def list_models(session: Session, limit: int = 500, offset: int = 0) -> list[Model]:
-    return list(session.scalars(select(Model).order_by(Model.id.desc()).limit(limit).offset(offset)))
+    return list(
+        session.scalars(select(Model).order_by(Model.id.desc()).limit(limit).offset(offset))
+    )
 
 
 def model_public(m: Model) -> ModelPublic:

@@ -12,8 +12,9 @@ from server.security import hash_token, new_token
 def create_token(session: Session, scope: str, name: str = "") -> tuple[ApiToken, str]:
     """Create a token; returns the row and the plaintext (which is not stored)."""
     plain = new_token(scope)
-    row = ApiToken(name=name or f"{scope} token", scope=scope, token_hash=hash_token(plain),
-                   prefix=plain[:8])
+    row = ApiToken(
+        name=name or f"{scope} token", scope=scope, token_hash=hash_token(plain), prefix=plain[:8]
+    )
     session.add(row)
     session.flush()
     return row, plain

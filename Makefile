@@ -1,0 +1,46 @@
+# LatencyLab: `make run` serves, `make test` tests. Both set up everything they need first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Runtimes this machine can run (TensorRT needs an NVIDIA host; CoreML predicts only on macOS).
+EXTRAS ?= server,agent,onnxruntime,tflite,openvino,coreml,torch,convert,dev
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
+PORT   ?= 8000
+
+.PHONY: setup run test lint fmt typecheck bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first: 2.13.0 is the CPU build on local disk; any other version pulls CUDA wheels.
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+run: setup
+	$(BIN)/latencylab serve --port $(PORT)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy latencylab server
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy latencylab server
+	$(BIN)/pytest
+
+fmt: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python -m bench.fidelity
+
+clean:
+	rm -rf $(VENV) .latencylab .pytest_cache .mypy_cache .ruff_cache
