@@ -3,20 +3,21 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Runtimes this machine can run (TensorRT needs an NVIDIA host; CoreML predicts only on macOS).
-EXTRAS ?= server,agent,onnxruntime,tflite,openvino,coreml,torch,convert,dev
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | sha256sum | cut -c1-12)
+EXTRAS ?= server,agent,onnxruntime,tflite,openvino,dev
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile constraints.txt | sha256sum | cut -c1-12)
 PORT   ?= 8000
 
 .PHONY: setup run test lint fmt typecheck bench clean
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first: 2.13.0 is the CPU build on local disk; any other version pulls CUDA wheels.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[$(EXTRAS)]'
+	# constraints.txt pins the versions tested together (no resolver backtracking on a fresh clone).
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -52,38 +55,57 @@ def agent_token(url: str, admin_token: str, path: Path) -> str:
     return tok
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when the thread that started it ends (Linux prctl)."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class LocalAgent:
-    """Starts the local agent once the coordinator answers; stops it with the server."""
+    """Starts the local agent once the coordinator answers; it goes down with the server.
+
+    uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so ``finally`` blocks of the
+    server process may never run: the agent is tied to its (waiting) starter thread with
+    PR_SET_PDEATHSIG instead, and restarted if it dies on its own.
+    """
 
     def __init__(self, url: str, data_dir: Path) -> None:
         self.url, self.data_dir = url, data_dir
         self.proc: subprocess.Popen[bytes] | None = None
-        self.thread = threading.Thread(target=self._start, daemon=True)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="local-agent")
 
-    def _start(self) -> None:
+    def _run(self) -> None:
         if not _wait_healthy(self.url):
             log.error("coordinator did not come up; local agent not started")
             return
         admin = (self.data_dir / "admin.token").read_text().strip()
         token_file = self.data_dir / "agent.token"
         agent_token(self.url, admin, token_file)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "latencylab",
-                "agent",
-                "--server",
-                self.url,
-                "--token-file",
-                str(token_file),
-                "--data-dir",
-                str(self.data_dir),
-            ]
-        )
-        print(f"LatencyLab local agent started (pid {self.proc.pid})", flush=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "latencylab",
+            "agent",
+            "--server",
+            self.url,
+            "--token-file",
+            str(token_file),
+            "--data-dir",
+            str(self.data_dir),
+        ]
+        while not self.stopping.is_set():
+            self.proc = subprocess.Popen(cmd, preexec_fn=_die_with_parent)
+            print(f"LatencyLab local agent started (pid {self.proc.pid})", flush=True)
+            code = self.proc.wait()
+            if self.stopping.is_set():
+                return
+            log.error("local agent exited with %s; restarting in 2 s", code)
+            self.stopping.wait(2)
 
     def stop(self) -> None:
+        self.stopping.set()
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
