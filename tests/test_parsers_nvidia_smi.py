@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from agents.parsers.nvidia_smi import canonical_field, parse_query_gpu
+from tests.shared_fixtures import FIXTURES, listing, read
 
-_SHARED = os.environ.get("LATENCYLAB_SHARED_DIR")
-FIXTURES = (
-    Path(_SHARED) if _SHARED else Path(__file__).resolve().parents[2] / "shared"
-) / "fixtures"
 FOLDER = FIXTURES / "nvidia-smi"
 QUERY = [
     "index",
@@ -29,20 +25,11 @@ QUERY = [
 
 
 def _listing() -> list:
-    if not FOLDER.is_dir():
-        return [
-            pytest.param(
-                None, marks=pytest.mark.skip(reason=f"shared fixtures not found at {FOLDER}")
-            )
-        ]
-    return sorted(p for p in FOLDER.iterdir() if p.is_file())
+    return listing("nvidia-smi")
 
 
 def _read(name: str) -> str:
-    path = FOLDER / name
-    if not path.is_file():
-        pytest.skip(f"shared fixtures not found at {path}")
-    return path.read_bytes().decode("utf-8")
+    return read("nvidia-smi", name)
 
 
 SAMPLE = "query-gpu-csv-with-units-driver520-ksysguard-gpu-issue27.txt"

@@ -2,35 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from agents.parsers.tflite_benchmark import parse_tflite_benchmark
+from tests.shared_fixtures import FIXTURES, listing, read
 
-_SHARED = os.environ.get("LATENCYLAB_SHARED_DIR")
-FIXTURES = (
-    Path(_SHARED) if _SHARED else Path(__file__).resolve().parents[2] / "shared"
-) / "fixtures"
 FOLDER = FIXTURES / "tflite_benchmark_model"
 
 
 def _listing() -> list:
-    if not FOLDER.is_dir():
-        return [
-            pytest.param(
-                None, marks=pytest.mark.skip(reason=f"shared fixtures not found at {FOLDER}")
-            )
-        ]
-    return sorted(p for p in FOLDER.iterdir() if p.is_file())
+    return listing("tflite_benchmark_model")
 
 
 def _read(name: str) -> str:
-    path = FOLDER / name
-    if not path.is_file():
-        pytest.skip(f"shared fixtures not found at {path}")
-    return path.read_bytes().decode("utf-8")
+    return read("tflite_benchmark_model", name)
 
 
 @pytest.mark.parametrize("path", _listing(), ids=lambda p: getattr(p, "name", "missing"))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -12,30 +11,11 @@ from agents.parsers.thermal import (
     parse_dumpsys_thermalservice,
     parse_thermal_zone_types,
 )
+from tests.shared_fixtures import listing, read
 
-_SHARED = os.environ.get("LATENCYLAB_SHARED_DIR")
-FIXTURES = (
-    Path(_SHARED) if _SHARED else Path(__file__).resolve().parents[2] / "shared"
-) / "fixtures"
 SHIELD = "nvidia-shield-tv-pro-2019-shield_optimizer-issue6.txt"
-
-
-def _listing(folder: str) -> list:
-    path = FIXTURES / folder
-    if not path.is_dir():
-        return [
-            pytest.param(
-                None, marks=pytest.mark.skip(reason=f"shared fixtures not found at {path}")
-            )
-        ]
-    return sorted(p for p in path.iterdir() if p.is_file())
-
-
-def _read(folder: str, name: str) -> str:
-    path = FIXTURES / folder / name
-    if not path.is_file():
-        pytest.skip(f"shared fixtures not found at {path}")
-    return path.read_bytes().decode("utf-8")
+_listing = listing
+_read = read
 
 
 @pytest.mark.parametrize(

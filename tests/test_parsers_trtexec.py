@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -14,30 +13,18 @@ from agents.parsers.trtexec import (
     parse_trtexec_log,
     summarize_export_times,
 )
+from tests.shared_fixtures import FIXTURES, listing, read
 
-_SHARED = os.environ.get("LATENCYLAB_SHARED_DIR")
-FIXTURES = (
-    Path(_SHARED) if _SHARED else Path(__file__).resolve().parents[2] / "shared"
-) / "fixtures"
 FOLDER = FIXTURES / "trtexec"
 METRICS = ["Latency", "Enqueue Time", "H2D Latency", "GPU Compute Time", "D2H Latency"]
 
 
 def _listing() -> list:
-    if not FOLDER.is_dir():
-        return [
-            pytest.param(
-                None, marks=pytest.mark.skip(reason=f"shared fixtures not found at {FOLDER}")
-            )
-        ]
-    return sorted(p for p in FOLDER.iterdir() if p.is_file())
+    return listing("trtexec")
 
 
 def _read(name: str) -> str:
-    path = FOLDER / name
-    if not path.is_file():
-        pytest.skip(f"shared fixtures not found at {path}")
-    return path.read_bytes().decode("utf-8")
+    return read("trtexec", name)
 
 
 @pytest.mark.parametrize("path", _listing(), ids=lambda p: getattr(p, "name", "missing"))
