@@ -11,8 +11,9 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -25,9 +26,37 @@ from latencylab.schemas import LeasedJob, MeasureResult, MeasureSpec
 log = logging.getLogger("latencylab.agent")
 
 
+class Measurer(Protocol):
+    """How a device measures one spec: locally in a fresh subprocess by default; a phone
+    host plugs in its adb path, a Jetson its TensorRT + tegrastats path."""
+
+    def __call__(
+        self,
+        spec: MeasureSpec,
+        *,
+        workdir: Path,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> MeasureResult: ...
+
+
 class Agent:
-    def __init__(self, settings: AgentSettings) -> None:
+    """Serves ONE device. ``describe`` returns its registration body (class, runtimes,
+    attributes, info); ``measure`` runs one measurement. A host with several devices (an
+    Android host with phones attached) runs one Agent per device."""
+
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        measure: Measurer = run_isolated,
+        describe: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.settings = settings
+        self.measure = measure
+        self.describe = describe or (
+            lambda: capabilities(settings.device_class, settings.attributes)
+        )
         self.api = AgentAPI(settings.server, settings.resolved_token())
         self.stop = threading.Event()
         self.device_id: int | None = None
@@ -38,10 +67,7 @@ class Agent:
 
     # ------------------------------------------------------------------ lifecycle
     def register(self) -> None:
-        body = {
-            "name": self.settings.name,
-            **capabilities(self.settings.device_class, self.settings.attributes),
-        }
+        body = {"name": self.settings.name, **self.describe()}
         delay = 0.5
         while not self.stop.is_set():
             try:
@@ -129,7 +155,7 @@ class Agent:
         spec = MeasureSpec(
             runtime=job.runtime,
             model_path=str(path.resolve()),
-            model_format=job.model.format,
+            model_format=job.artifact_format or job.model.format,
             inputs=job.model.inputs,
             precision=job.precision,
             batch_size=job.batch_size,
@@ -137,7 +163,7 @@ class Agent:
             settings=job.settings,
         )
         workdir.mkdir(parents=True, exist_ok=True)
-        return run_isolated(
+        return self.measure(
             spec, workdir=workdir, on_progress=self._on_progress, cancel=self._cancel
         )
 

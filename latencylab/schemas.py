@@ -246,6 +246,9 @@ class LeasedJob(_Model):
     settings: MeasureSettings
     model: ModelPublic
     artifact_sha256: str
+    artifact_format: str | None = Field(
+        None, description="Format of the artifact to run (the model's own, or a conversion's)"
+    )
     lease_expires_at: UTCDateTime
     attempt: int
 

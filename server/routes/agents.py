@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
 
-from db.models import ApiToken, Device
+from db.models import ApiToken, Artifact, Device
 from latencylab.schemas import (
     DevicePublic,
     DeviceRegister,
@@ -66,6 +66,7 @@ def lease(
     if job is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     m = get_model(session, job.model_id)
+    artifact = session.get(Artifact, job.artifact_sha256)
     assert m is not None and job.lease_expires_at is not None
     return LeasedJob(
         id=job.id,
@@ -77,6 +78,7 @@ def lease(
         settings=job.settings,
         model=model_public(m),
         artifact_sha256=job.artifact_sha256,
+        artifact_format=artifact.format if artifact else m.format,
         lease_expires_at=job.lease_expires_at,
         attempt=job.attempts,
     )
