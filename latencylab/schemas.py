@@ -43,6 +43,7 @@ class TensorSpec(_Model):
 class ModelPublic(_Model):
     id: int
     name: str
+    kind: str = Field("user", description="user | block | network (generated for tables)")
     format: str
     sha256: str
     size: int

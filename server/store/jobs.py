@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from db.models import Device, Job, Result, ResultSeries, utcnow
 from latencylab.schemas import JobPublic, MeasureResult
 from server.store.devices import can_take
+from server.store.hooks import job_finished
 
 SCAN_LIMIT = 500
 
@@ -24,6 +25,7 @@ def requeue_or_fail(job: Job, reason: str) -> None:
         job.status = "failed"
         job.error = f"{reason}; gave up after {job.attempts} attempt(s)"
         job.finished_at = utcnow()
+        job_finished(object_session(job), job, None)  # type: ignore[arg-type]
     else:
         job.status = "queued"
         job.error = f"{reason}; requeued (attempt {job.attempts} of {job.max_attempts})"
@@ -143,6 +145,7 @@ def report_result(session: Session, device: Device, job_id: int, result: Measure
     job.progress = {"phase": "done"}
     device.last_seen = utcnow()
     session.flush()
+    job_finished(session, job, row)
     return row
 
 

@@ -103,15 +103,15 @@ def get_model(session: Session, model_id: int) -> Model | None:
 
 
 def list_models(session: Session, limit: int = 500, offset: int = 0) -> list[Model]:
-    return list(
-        session.scalars(select(Model).order_by(Model.id.desc()).limit(limit).offset(offset))
-    )
+    q = select(Model).where(Model.kind == "user").order_by(Model.id.desc())
+    return list(session.scalars(q.limit(limit).offset(offset)))
 
 
 def model_public(m: Model) -> ModelPublic:
     return ModelPublic(
         id=m.id,
         name=m.name,
+        kind=m.kind,
         format=m.format,
         sha256=m.sha256,
         size=m.size,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-24 07:14:23.351560
+Create Date: 2026-11-24 07:31:28.469578
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ def upgrade() -> None:
         "models",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("format", sa.String(length=32), nullable=False),
         sa.Column("sha256", sa.String(length=64), nullable=False),
         sa.Column("size", sa.BigInteger(), nullable=False),
@@ -82,6 +83,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("models", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_models_kind"), ["kind"], unique=False)
         batch_op.create_index(batch_op.f("ix_models_sha256"), ["sha256"], unique=False)
 
     op.create_table(
@@ -218,6 +220,7 @@ def downgrade() -> None:
     op.drop_table("benchmarks")
     with op.batch_alter_table("models", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_models_sha256"))
+        batch_op.drop_index(batch_op.f("ix_models_kind"))
 
     op.drop_table("models")
     op.drop_table("devices")
