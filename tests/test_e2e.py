@@ -164,3 +164,22 @@ def test_cli_submit_json_and_results(live: Live, model_files: dict[str, Path]) -
     names = {d["name"]: d for d in json.loads(devices.stdout)}
     assert names[live.agent_name]["class"] == "cpu"
     assert "onnxruntime" in names[live.agent_name]["runtimes"]
+
+
+def test_concurrent_uploads_of_the_same_file(live: Live, model_files: dict[str, Path]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = model_files["resnet"].read_bytes()
+
+    def upload(i: int) -> tuple[int, str]:
+        with live.http(live.user_token) as c:
+            r = c.post("/models", files={"file": (f"r{i}.onnx", data)})
+            return r.status_code, r.json().get("sha256", r.text)
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(upload, range(4)))
+    assert [code for code, _ in results] == [201] * 4, results
+    assert len({sha for _, sha in results}) == 1
+    sha = results[0][1]
+    stored = [p for p in (live.data_dir / "artifacts").rglob(sha)]
+    assert len(stored) == 1

@@ -7,6 +7,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import Artifact, Model
@@ -76,7 +77,11 @@ def create_model(
         size = pending.size
         sha, created = pending.commit()
         if session.get(Artifact, sha) is None:
-            session.add(Artifact(sha256=sha, size=size, format=fmt))
+            try:  # a concurrent upload of the same bytes may insert it first
+                with session.begin_nested():
+                    session.add(Artifact(sha256=sha, size=size, format=fmt))
+            except IntegrityError:
+                pass
         model = Model(
             name=(name or PurePosixPath(fname).stem or "model")[:200],
             format=fmt,
