@@ -32,6 +32,9 @@ REGISTRY: dict[str, RunnerEntry] = {
         "onnxruntime",
         ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"),
     ),
+    "tflite": RunnerEntry("agents.runners.tflite:TFLiteRunner", ("ai_edge_litert",), "tflite"),
+    "openvino": RunnerEntry("agents.runners.openvino:OpenVinoRunner", ("openvino",), "openvino"),
+    "pytorch": RunnerEntry("agents.runners.pytorch:PyTorchRunner", ("torch",), "torch"),
 }
 
 # name -> "module:Class" (the lazy registry view)

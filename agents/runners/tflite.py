@@ -1,0 +1,258 @@
+"""TFLite / LiteRT runner: ``ai_edge_litert.interpreter.Interpreter`` timed around ``invoke()``.
+
+``spec.options`` understood here:
+
+* ``delegate``: ``"xnnpack"`` (default: LiteRT's default CPU delegate), ``"none"`` (plain
+  builtin kernels, no default delegate), ``"gpu"`` (the GPU delegate library, see
+  ``delegate_library``) or a path to an external delegate ``.so``.
+* ``delegate_library``: the GPU delegate's shared library (default
+  ``libtensorflowlite_gpu_delegate.so``); ``delegate_options``: dict passed to it.
+* ``input_shapes``: ``{input name: shape}`` overriding the model's own input shapes.
+* ``benchmark_model``: path to the C++ ``benchmark_model`` tool (also
+  ``$LATENCYLAB_TFLITE_BENCHMARK_MODEL`` or ``benchmark_model`` on ``PATH``); used only by
+  the profile phase, with ``--enable_op_profiling``, because the Python API has no op
+  profiler (nor does the pip ``litert-benchmark`` CLI).
+
+Inputs follow the interpreter's own input details (a .tflite is often NHWC where the
+ONNX source was NCHW); the batch size is applied with ``resize_tensor_input``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from typing import Any
+
+import numpy as np
+
+from latencylab.schemas import LayerProfile, MeasureSpec, TensorSpec
+
+from .base import Runner, random_tensor
+
+GPU_DELEGATE_LIBRARY = "libtensorflowlite_gpu_delegate.so"
+_INSTALL = "pip install 'latencylab[tflite]'"
+
+
+def _interpreter_module() -> Any:
+    try:
+        from ai_edge_litert import interpreter
+    except ImportError:
+        try:
+            from tflite_runtime import interpreter
+        except ImportError as exc:
+            raise RuntimeError(f"LiteRT is not installed: {_INSTALL}") from exc
+    return interpreter
+
+
+def _runtime_version() -> str:
+    try:
+        import ai_edge_litert
+
+        return str(ai_edge_litert.__version__)
+    except ImportError:
+        import tflite_runtime
+
+        return str(tflite_runtime.__version__)
+
+
+def _benchmark_model_tool(options: dict[str, Any]) -> str | None:
+    path = options.get("benchmark_model") or os.environ.get("LATENCYLAB_TFLITE_BENCHMARK_MODEL")
+    return str(path) if path else shutil.which("benchmark_model")
+
+
+class TFLiteRunner(Runner):
+    """One ``.tflite`` model on the LiteRT interpreter (XNNPACK by default)."""
+
+    runtime_name = "tflite"
+    extra = "tflite"
+
+    def __init__(self, spec: MeasureSpec) -> None:
+        super().__init__(spec)
+        self._interp: Any = None
+        self._delegates: list[Any] = []
+        self._delegate = str(spec.options.get("delegate") or "xnnpack").lower()
+        self._delegate_library: str | None = None
+        self._delegate_nodes: int | None = None
+        self._nodes: int | None = None
+        self._resized: list[str] = []
+        self._profile_note = "no profile run"
+
+    # ----------------------------------------------------------------- lifecycle
+    def _load_delegates(self, mod: Any) -> list[Any]:
+        if self._delegate in ("xnnpack", "none", "cpu"):
+            return []
+        if self._delegate == "gpu":
+            lib = str(self.spec.options.get("delegate_library") or GPU_DELEGATE_LIBRARY)
+        elif self._delegate.endswith((".so", ".dylib", ".dll")):
+            lib = str(self.spec.options.get("delegate"))
+        else:
+            raise ValueError(
+                f"unknown TFLite delegate {self._delegate!r}: use 'xnnpack', 'none', 'gpu' "
+                "or the path of an external delegate library"
+            )
+        self._delegate_library = lib
+        try:
+            return [mod.load_delegate(lib, self.spec.options.get("delegate_options") or None)]
+        except (ValueError, OSError, RuntimeError) as exc:
+            raise RuntimeError(
+                f"TFLite delegate {self._delegate!r} is not available on this device: cannot "
+                f"load {lib!r} ({exc}). Install/build the delegate library and pass its path "
+                "as options.delegate_library, or measure with delegate 'xnnpack'"
+            ) from exc
+
+    def _resize_inputs(self) -> None:
+        overrides = self.spec.options.get("input_shapes") or {}
+        batch = int(self.spec.batch_size)
+        for d in self._interp.get_input_details():
+            shape = [int(v) for v in d["shape"]]
+            signature = [int(v) for v in d.get("shape_signature", d["shape"])]
+            want = list(overrides.get(d["name"], shape))
+            # Batch: a dynamic first dim, or a batch-1 export asked for more (where it allows).
+            dynamic = bool(signature) and signature[0] == -1
+            if d["name"] not in overrides and shape and (dynamic or (shape[0] == 1 < batch)):
+                want[0] = batch
+            if [int(v) for v in want] != shape:
+                self._interp.resize_tensor_input(d["index"], [int(v) for v in want])
+                self._resized.append(d["name"])
+
+    def activate(self) -> None:
+        mod = _interpreter_module()
+        if not os.path.isfile(self.spec.model_path):
+            raise FileNotFoundError(f"model file not found: {self.spec.model_path}")
+        with open(self.spec.model_path, "rb") as fh:
+            if fh.read(8)[4:] != b"TFL3":
+                raise ValueError(
+                    f"{self.spec.model_path} is not a TFLite flatbuffer (format "
+                    f"{self.spec.model_format!r}): the tflite runtime needs a .tflite model; "
+                    "convert the upload first (ONNX is measured with onnxruntime or openvino)"
+                )
+        self._delegates = self._load_delegates(mod)
+        kwargs: dict[str, Any] = {"num_threads": int(self.spec.threads) or None}
+        if self._delegates:
+            kwargs["experimental_delegates"] = self._delegates
+        if self._delegate in ("none", "cpu"):
+            kwargs["experimental_op_resolver_type"] = (
+                mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            )
+        self._interp = mod.Interpreter(model_path=self.spec.model_path, **kwargs)
+        self._resize_inputs()
+        try:
+            self._interp.allocate_tensors()
+        except (RuntimeError, ValueError) as exc:
+            if not self._resized:
+                raise
+            raise ValueError(
+                f"the model does not accept inputs resized to batch {self.spec.batch_size} "
+                f"({exc}); measure with its own batch size or export it with a dynamic batch"
+            ) from exc
+        self._count_delegate_nodes()
+        self.is_active = True
+
+    def _count_delegate_nodes(self) -> None:
+        try:  # private API: the execution plan ends with one DELEGATE node per partition
+            ops = self._interp._get_ops_details()
+        except Exception:
+            return
+        self._nodes = len(ops)
+        self._delegate_nodes = sum(1 for op in ops if op.get("op_name") == "DELEGATE")
+
+    def deactivate(self) -> None:
+        self._interp = None
+        self._delegates = []
+        super().deactivate()
+
+    # ----------------------------------------------------------------- inputs
+    def input_specs(self) -> list[TensorSpec]:
+        """The interpreter's own inputs (after any resize), not the upload's ONNX layout."""
+        if self._interp is None:
+            return super().input_specs()
+        return [
+            TensorSpec(
+                name=d["name"], shape=[int(v) for v in d["shape"]], dtype=np.dtype(d["dtype"]).name
+            )
+            for d in self._interp.get_input_details()
+        ]
+
+    def prepare_inputs(self, seed: int) -> Any:
+        """Seeded random inputs, written into the interpreter now (outside any timing)."""
+        rng = np.random.default_rng(seed)
+        feeds: dict[int, Any] = {}
+        for d in self._interp.get_input_details():
+            arr = random_tensor(rng, [int(v) for v in d["shape"]], np.dtype(d["dtype"]))
+            self._interp.set_tensor(d["index"], arr)
+            feeds[int(d["index"])] = arr
+        return feeds
+
+    # ----------------------------------------------------------------- running
+    def timed_infer(self, feeds: Any) -> int:
+        invoke = self._interp.invoke
+        t0 = time.perf_counter_ns()
+        invoke()
+        return time.perf_counter_ns() - t0
+
+    def profile(self, feeds: Any, iterations: int) -> list[LayerProfile]:
+        """Op profile from the C++ ``benchmark_model`` tool, when one is installed."""
+        tool = _benchmark_model_tool(self.spec.options)
+        if tool is None:
+            self._profile_note = (
+                "no per-layer profile: the LiteRT Python API has no op profiler and the pip "
+                "'litert-benchmark' CLI has no op profiling; set options.benchmark_model or "
+                "$LATENCYLAB_TFLITE_BENCHMARK_MODEL to the C++ benchmark_model tool"
+            )
+            return []
+        from agents.parsers.tflite_benchmark import parse_tflite_benchmark
+
+        cmd = [tool, f"--graph={self.spec.model_path}", "--enable_op_profiling=true"]
+        cmd += [f"--num_runs={max(1, iterations)}", "--warmup_runs=1", "--min_secs=0"]
+        if self.spec.threads:
+            cmd.append(f"--num_threads={int(self.spec.threads)}")
+        cmd.append(f"--use_xnnpack={'true' if self._delegate == 'xnnpack' else 'false'}")
+        if self._delegate == "gpu":
+            cmd.append("--use_gpu=true")
+        if self._resized:
+            details = {d["name"]: d for d in self._interp.get_input_details()}
+            shapes = [",".join(str(int(v)) for v in details[n]["shape"]) for n in self._resized]
+            cmd += [f"--input_layer={','.join(self._resized)}"]
+            cmd += [f"--input_layer_shape={':'.join(shapes)}"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+            raise RuntimeError(f"{tool} exited with code {proc.returncode}: {tail}")
+        parsed = parse_tflite_benchmark(proc.stdout + "\n" + proc.stderr)
+        self._profile_note = f"op profile from {tool} --enable_op_profiling"
+        unit = {"xnnpack": "XNNPACK", "gpu": "GPU"}.get(self._delegate, "CPU")
+        return [
+            LayerProfile(name=row.name, type=row.type, time_ms=row.time_ms, compute_unit=unit)
+            for row in parsed.op_profile
+        ]
+
+    def environment(self) -> dict[str, Any]:
+        threads = int(self.spec.threads)
+        env: dict[str, Any] = {
+            "runtime": self.runtime_name,
+            "runtime_version": _runtime_version(),
+            "threads_requested": threads,
+            "num_threads": threads or None,
+            "delegate": self._delegate,
+            "delegate_library": self._delegate_library,
+            "xnnpack_requested": self._delegate == "xnnpack",
+            "xnnpack_applied": (
+                bool(self._delegate_nodes)
+                if self._delegate == "xnnpack" and self._delegate_nodes is not None
+                else False
+                if self._delegate in ("none", "cpu")
+                else None
+            ),
+            "delegate_partitions": self._delegate_nodes,
+            "execution_plan_nodes": self._nodes,
+            "resized_inputs": self._resized,
+            "precision_note": "the .tflite file fixes the precision; spec.precision is not applied",
+            "profile_note": self._profile_note,
+        }
+        if threads == 0:
+            env["threads_note"] = "0 = LiteRT default (the Python Interpreter then uses 1 thread)"
+        if self._interp is not None:
+            env["inputs"] = [t.model_dump() for t in self.input_specs()]
+        return env
