@@ -98,7 +98,12 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(32), default="benchmark")
     benchmark_id: Mapped[int | None] = mapped_column(ForeignKey("benchmarks.id"), index=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
-    artifact_sha256: Mapped[str] = mapped_column(ForeignKey("artifacts.sha256"))
+    artifact_sha256: Mapped[str | None] = mapped_column(ForeignKey("artifacts.sha256"))
+    conversion_id: Mapped[int | None] = mapped_column(
+        ForeignKey("conversions.id", use_alter=True, name="fk_jobs_conversion_id"),
+        default=None,
+        index=True,
+    )
     runtime: Mapped[str] = mapped_column(String(32))
     device_selector: Mapped[str] = mapped_column(String(200))
     precision: Mapped[str] = mapped_column(String(8))
@@ -155,3 +160,6 @@ class ResultSeries(Base):
     times_ms: Mapped[list[Any]] = mapped_column(default=list)
     warmup_ms: Mapped[list[Any]] = mapped_column(default=list)
     profile: Mapped[list[Any]] = mapped_column(default=list)
+
+
+from db import conversions as _conversions  # noqa: E402, F401  (register on Base)

@@ -13,10 +13,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from latencylab.conversions import ConversionTask
+
 Runtime = Literal["onnxruntime", "tflite", "coreml", "tensorrt", "openvino", "pytorch"]
 RUNTIMES: tuple[str, ...] = ("onnxruntime", "tflite", "coreml", "tensorrt", "openvino", "pytorch")
 Precision = Literal["fp32", "fp16", "int8"]
-JobStatus = Literal["queued", "running", "succeeded", "failed"]
+JobStatus = Literal["waiting", "queued", "running", "succeeded", "failed"]
+"""``waiting``: a benchmark job whose artifact is still being converted."""
 BenchmarkStatus = Literal["queued", "running", "succeeded", "partial", "failed"]
 Scope = Literal["admin", "user", "agent"]
 
@@ -252,6 +255,10 @@ class LeasedJob(_Model):
     )
     lease_expires_at: UTCDateTime
     attempt: int
+    artifact_metadata: dict[str, Any] = Field(
+        default_factory=dict, description="A converted artifact's metadata (layout, I/O names)"
+    )
+    conversion: ConversionTask | None = Field(None, description="Set for kind 'convert'")
 
 
 class JobReport(_Model):

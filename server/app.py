@@ -19,7 +19,16 @@ from latencylab import __version__
 from server.artifacts import ArtifactStore
 from server.config import Settings, get_settings
 from server.deps import AppState
-from server.routes import agents, artifacts, benchmarks, devices, health, models, tokens
+from server.routes import (
+    agents,
+    artifacts,
+    benchmarks,
+    conversions,
+    devices,
+    health,
+    models,
+    tokens,
+)
 from server.store.jobs import expire_leases
 from server.store.tokens import create_token, find_token
 from server.web import mount_web
@@ -98,7 +107,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
     api = APIRouter(prefix="/api/v1")
-    for module in (health, models, benchmarks, devices, agents, artifacts, tokens):
+    for module in (
+        health,
+        models,
+        benchmarks,
+        devices,
+        agents,
+        artifacts,
+        tokens,
+            conversions,
+    ):
         api.include_router(module.router)
     app.include_router(api)
     mount_web(app)

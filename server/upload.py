@@ -134,3 +134,26 @@ async def receive_form(
         raise BadUpload(f"the form has no '{file_field}' part")
     form.file.close()
     return form
+
+
+def multipart_body(fields: dict[str, str], required: tuple[str, ...] = ("file",)) -> dict[str, Any]:
+    """The OpenAPI request body of a streamed multipart route (FastAPI cannot infer it)."""
+    props: dict[str, Any] = {
+        name: {"type": "string", "format": "binary", "description": desc}
+        if name == "file"
+        else {"type": "string", "description": desc}
+        for name, desc in fields.items()
+    }
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {"type": "object", "required": list(required), "properties": props}
+                }
+            },
+        }
+    }
+
+
+UPLOAD_FILE_BODY = multipart_body({"file": "The file"})

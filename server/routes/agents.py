@@ -1,8 +1,12 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Response, status
+from typing import Any
 
-from db.models import ApiToken, Artifact, Device
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
+
+from db.models import ApiToken, Device, Job
+from latencylab.conversions import ConversionOutcome, ConversionPublic
 from latencylab.schemas import (
     DevicePublic,
     DeviceRegister,
@@ -11,11 +15,14 @@ from latencylab.schemas import (
     LeasedJob,
     ResultPublic,
 )
+from server.artifacts import UploadTooLarge
 from server.deps import CurrentAgent, SessionDep, StateDep
+from server.store import artifacts as artifact_store
 from server.store import benchmarks as bench_store
+from server.store import conversions as conv_store
 from server.store import devices as store
 from server.store import jobs as job_store
-from server.store.models import get_model, model_public
+from server.upload import UPLOAD_FILE_BODY, BadUpload, receive_form
 
 router = APIRouter(prefix="/agents", tags=["agents"])
 
@@ -65,23 +72,7 @@ def lease(
     job_store.heartbeat(session, device, None, {}, state.settings.lease_s)
     if job is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
-    m = get_model(session, job.model_id)
-    artifact = session.get(Artifact, job.artifact_sha256)
-    assert m is not None and job.lease_expires_at is not None
-    return LeasedJob(
-        id=job.id,
-        kind=job.kind,
-        runtime=job.runtime,
-        precision=job.precision,
-        batch_size=job.batch_size,
-        threads=job.threads,
-        settings=job.settings,
-        model=model_public(m),
-        artifact_sha256=job.artifact_sha256,
-        artifact_format=artifact.format if artifact else m.format,
-        lease_expires_at=job.lease_expires_at,
-        attempt=job.attempts,
-    )
+    return job_store.leased(session, job)
 
 
 @router.post("/{device_id}/jobs/{job_id}/report", response_model=ResultPublic)
@@ -106,3 +97,71 @@ def report(
     response.status_code = status.HTTP_200_OK if existed else status.HTTP_201_CREATED
     session.refresh(row)
     return bench_store.result_public(row)
+
+
+def _held_job(session: SessionDep, device: Device, job_id: int, kind: str | None = None) -> Job:
+    job = job_store.get_job(session, job_id)
+    if job is None:
+        raise HTTPException(404, f"job {job_id} does not exist")
+    if kind and job.kind != kind:
+        raise HTTPException(409, f"job {job_id} is a {job.kind} job, not a {kind} job")
+    return job
+
+
+@router.post(
+    "/{device_id}/jobs/{job_id}/artifacts",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=UPLOAD_FILE_BODY,
+)
+async def upload_artifact(
+    device_id: int,
+    job_id: int,
+    request: Request,
+    session: SessionDep,
+    state: StateDep,
+    token: CurrentAgent,
+    format: str = Query(..., max_length=32, description="tflite, openvino, coreml, log, ..."),
+) -> dict[str, Any]:
+    """Upload a file a job produced (a converted artifact or a log) into the artifact store."""
+    device = await run_in_threadpool(_own_device, session, device_id, token)
+    job = await run_in_threadpool(_held_job, session, device, job_id)
+    if job.device_id != device.id or job.status != "running":
+        raise HTTPException(409, f"job {job_id} is not held by device '{device.name}'")
+    try:
+        form = await receive_form(request, state.store, state.settings.max_upload_bytes)
+    except UploadTooLarge as exc:
+        raise HTTPException(
+            413, "artifact exceeds the upload limit (LATENCYLAB_MAX_UPLOAD_MB)"
+        ) from exc
+    except BadUpload as exc:
+        raise HTTPException(exc.status_code, exc.message) from exc
+    assert form.file is not None
+    sha, size, _ = await run_in_threadpool(artifact_store.add_artifact, session, form.file, format)
+    return {"sha256": sha, "size": size, "format": format}
+
+
+@router.post("/{device_id}/jobs/{job_id}/conversion", response_model=ConversionPublic)
+def report_conversion(
+    device_id: int,
+    job_id: int,
+    body: ConversionOutcome,
+    session: SessionDep,
+    token: CurrentAgent,
+) -> ConversionPublic:
+    """Report a conversion job's outcome (upload its artifact and log first); idempotent."""
+    device = _own_device(session, device_id, token)
+    job = _held_job(session, device, job_id, "convert")
+    conv = conv_store.get(session, job.conversion_id) if job.conversion_id else None
+    finished_here = (
+        conv is not None and conv.job_id == job.id and conv.status in ("succeeded", "failed")
+    )
+    if not finished_here and (job.device_id != device.id or job.status != "running"):
+        raise HTTPException(
+            409,
+            f"job {job_id} is not held by device '{device.name}' (its lease expired or it was requeued)",
+        )
+    try:
+        conv = conv_store.report(session, job, body)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from exc
+    return conv_store.public(session, conv)

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from starlette.concurrency import run_in_threadpool
 
@@ -10,39 +8,18 @@ from server.artifacts import UploadTooLarge
 from server.deps import CurrentUser, SessionDep, StateDep
 from server.formats import ModelRejected
 from server.store import models as store
-from server.upload import BadUpload, receive_form
+from server.upload import BadUpload, multipart_body, receive_form
 
 router = APIRouter(prefix="/models", tags=["models"])
 
-_UPLOAD_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "The model file (.onnx)",
-                        },
-                        "name": {
-                            "type": "string",
-                            "description": "Display name; default: file name",
-                        },
-                        "metadata": {
-                            "type": "string",
-                            "description": 'JSON object, e.g. {"accuracy": {"top1": 75.3}, '
-                            '"input_shapes": {"input": [1,3,224,224]}, "tags": ["mbv2"]}',
-                        },
-                    },
-                }
-            }
-        },
+_UPLOAD_BODY = multipart_body(
+    {
+        "file": "The model file (.onnx)",
+        "name": "Display name; default: the file name",
+        "metadata": 'JSON object, e.g. {"accuracy": {"top1": 75.3}, '
+        '"input_shapes": {"input": [1,3,224,224]}, "tags": ["mbv2"]}',
     }
-}
+)
 
 
 @router.post(

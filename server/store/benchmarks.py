@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from db.models import Benchmark, Device, Job, Model, Result, ResultSeries
 from latencylab.schemas import BenchmarkCreate, BenchmarkPublic, LatencyStats, ResultPublic, Target
+from server.store import conversions
 from server.store.devices import (
     SelectorError,
     can_take,
@@ -15,9 +16,6 @@ from server.store.devices import (
     parse_selector,
 )
 from server.store.jobs import job_public
-
-# Runtimes that can run a model of each stored format without a conversion.
-NATIVE_RUNTIMES = {"onnx": {"onnxruntime"}}
 
 
 class BenchmarkRejected(ValueError):
@@ -36,12 +34,16 @@ def _describe(devices: list[Device]) -> str:
     )
 
 
-def check_target(model: Model, target: Target, devices: list[Device]) -> None:
-    if target.runtime not in NATIVE_RUNTIMES.get(model.format, set()):
-        raise BenchmarkRejected(
-            f"runtime '{target.runtime}' cannot run a {model.format} model without a conversion, "
-            "and this coordinator has no converter for it yet; use runtime 'onnxruntime'"
-        )
+def check_target(model: Model, target: Target, devices: list[Device]) -> str | None:
+    """Refuse a target nothing could run; return the format to convert to (None: native)."""
+    convert_to = None
+    if target.runtime not in conversions.NATIVE_RUNTIMES.get(model.format, set()):
+        convert_to = conversions.RUNTIME_FORMAT.get(target.runtime)
+        if convert_to is None or model.format not in ("onnx", "pt2"):
+            raise BenchmarkRejected(
+                f"runtime '{target.runtime}' cannot run a {model.format} model and LatencyLab "
+                f"cannot convert {model.format} to what it runs; upload ONNX or a .pt2 program"
+            )
     try:
         parse_selector(target.device)
     except SelectorError as exc:
@@ -56,6 +58,7 @@ def check_target(model: Model, target: Target, devices: list[Device]) -> None:
             f"devices matching '{target.device}' do not offer runtime '{target.runtime}'; "
             f"{_describe(matching)}"
         )
+    return convert_to
 
 
 def create_benchmark(
@@ -65,29 +68,52 @@ def create_benchmark(
     if model is None:
         raise BenchmarkRejected(f"model {body.model_id} does not exist", 404)
     devices = list_devices(session)
+    plans = []
     for target in body.targets:  # validate every target before creating anything
-        check_target(model, target, devices)
+        convert_to = check_target(model, target, devices)
+        if convert_to is not None:
+            try:
+                conversions.check_possible(session, model, convert_to, target, devices)
+            except conversions.ConversionRejected as exc:
+                raise BenchmarkRejected(exc.message, exc.status_code) from exc
+        plans.append(convert_to)
     bench = Benchmark(
         model_id=model.id, settings=body.settings.model_dump(), owner_token_id=owner_token_id
     )
     session.add(bench)
     session.flush()
-    for target in body.targets:
-        session.add(
-            Job(
-                kind="benchmark",
-                benchmark_id=bench.id,
-                model_id=model.id,
-                artifact_sha256=model.sha256,
-                runtime=target.runtime,
-                device_selector=target.device,
-                precision=target.precision,
-                batch_size=target.batch_size,
-                threads=target.threads,
-                settings=body.settings.model_dump(),
-                max_attempts=max_attempts,
-            )
+    for target, convert_to in zip(body.targets, plans, strict=True):
+        job = Job(
+            kind="benchmark",
+            benchmark_id=bench.id,
+            model_id=model.id,
+            artifact_sha256=model.sha256,
+            runtime=target.runtime,
+            device_selector=target.device,
+            precision=target.precision,
+            batch_size=target.batch_size,
+            threads=target.threads,
+            settings=body.settings.model_dump(),
+            max_attempts=max_attempts,
         )
+        if convert_to is not None:
+            conv, _ = conversions.get_or_create(
+                session,
+                model,
+                convert_to,
+                target.precision,
+                target.batch_size,
+                target.device if convert_to == "tensorrt" else None,
+                max_attempts,
+            )
+            job.conversion_id = conv.id
+            if conv.status == "succeeded":
+                job.artifact_sha256 = conv.artifact_sha256
+            else:  # released (or failed) when the conversion ends
+                job.artifact_sha256 = None
+                job.status = "waiting"
+                job.progress = {"phase": "converting", "conversion_id": conv.id}
+        session.add(job)
     session.flush()
     return bench
 
@@ -95,7 +121,7 @@ def create_benchmark(
 def aggregate_status(statuses: list[str]) -> str:
     if not statuses or all(s == "queued" for s in statuses):
         return "queued"
-    if any(s in ("queued", "running") for s in statuses):
+    if any(s in ("waiting", "queued", "running") for s in statuses):
         return "running"
     if all(s == "succeeded" for s in statuses):
         return "succeeded"

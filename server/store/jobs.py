@@ -7,8 +7,8 @@ from datetime import timedelta
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, object_session
 
-from db.models import Device, Job, Result, ResultSeries, utcnow
-from latencylab.schemas import JobPublic, MeasureResult
+from db.models import Artifact, Device, Job, Model, Result, ResultSeries, utcnow
+from latencylab.schemas import JobPublic, LeasedJob, MeasureResult
 from server.store.devices import can_take
 from server.store.hooks import job_finished
 
@@ -77,6 +77,9 @@ def lease_job(session: Session, device: Device, lease_s: float) -> Job | None:
         )
         if claimed.rowcount == 1:  # type: ignore[attr-defined]
             session.refresh(job)
+            from server.store.conversions import mark_running
+
+            mark_running(session, job)
             return job
     return None
 
@@ -181,3 +184,33 @@ def list_jobs(session: Session, status: str | None = None, limit: int = 200) -> 
     if status:
         q = q.where(Job.status == status)
     return list(session.scalars(q))
+
+
+def leased(session: Session, job: Job) -> LeasedJob:
+    """The lease answer: the job, its model, the artifact to fetch and, for conversions, the task."""
+    from server.store import conversions
+    from server.store.models import model_public
+
+    model = session.get(Model, job.model_id)
+    assert model is not None and job.lease_expires_at is not None and job.artifact_sha256
+    artifact = session.get(Artifact, job.artifact_sha256)
+    meta: dict = {}
+    if job.kind != "convert" and job.conversion_id is not None:
+        conv = conversions.get(session, job.conversion_id)
+        meta = dict(conv.artifact_meta or {}) if conv else {}
+    return LeasedJob(
+        id=job.id,
+        kind=job.kind,
+        runtime=job.runtime,
+        precision=job.precision,
+        batch_size=job.batch_size,
+        threads=job.threads,
+        settings=job.settings,
+        model=model_public(model),
+        artifact_sha256=job.artifact_sha256,
+        artifact_format=artifact.format if artifact else model.format,
+        artifact_metadata=meta,
+        lease_expires_at=job.lease_expires_at,
+        attempt=job.attempts,
+        conversion=conversions.task_for(session, job),
+    )

@@ -7,13 +7,13 @@ from pathlib import PurePosixPath, PureWindowsPath
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import Artifact, Model
+from db.models import Model
 from latencylab.schemas import ModelPublic, TensorSpec
 from server.artifacts import ArtifactStore, PendingFile
 from server.formats import ModelRejected, apply_input_shapes, detect_format, inspect_onnx
+from server.store.artifacts import add_artifact
 
 
 def check_filename(filename: str | None) -> str:
@@ -74,14 +74,7 @@ def create_model(
         fmt = detect_format(pending.path, fname)
         info = inspect_onnx(pending.path)
         inputs = apply_input_shapes(info.inputs, meta.get("input_shapes"))
-        size = pending.size
-        sha, created = pending.commit()
-        if session.get(Artifact, sha) is None:
-            try:  # a concurrent upload of the same bytes may insert it first
-                with session.begin_nested():
-                    session.add(Artifact(sha256=sha, size=size, format=fmt))
-            except IntegrityError:
-                pass
+        sha, size, created = add_artifact(session, pending, fmt)
         model = Model(
             name=(name or PurePosixPath(fname).stem or "model")[:200],
             format=fmt,

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, status
+from fastapi.responses import FileResponse
+
+from latencylab.conversions import ConversionCreate, ConversionPublic
+from server.deps import CurrentUser, SessionDep, StateDep
+from server.store import conversions as store
+from server.store.models import get_model
+
+router = APIRouter(tags=["conversions"])
+
+
+@router.post("/conversions", response_model=ConversionPublic, status_code=status.HTTP_202_ACCEPTED)
+def create_conversion(
+    body: ConversionCreate, session: SessionDep, state: StateDep, _: CurrentUser
+) -> ConversionPublic:
+    """Queue a conversion of a model (an identical one already queued or done is reused)."""
+    model = get_model(session, body.model_id)
+    if model is None:
+        raise HTTPException(404, f"model {body.model_id} does not exist")
+    try:
+        conv, _created = store.get_or_create(
+            session,
+            model,
+            body.target,
+            body.precision,
+            body.batch_size,
+            body.device,
+            state.settings.max_attempts,
+        )
+    except store.ConversionRejected as exc:
+        raise HTTPException(exc.status_code, exc.message) from exc
+    return store.public(session, conv)
+
+
+@router.get("/conversions/{conversion_id}", response_model=ConversionPublic)
+def get_conversion(conversion_id: int, session: SessionDep, _: CurrentUser) -> ConversionPublic:
+    """A conversion: status, artifact, numerical validation, error with a hint, log link."""
+    conv = store.get(session, conversion_id)
+    if conv is None:
+        raise HTTPException(404, f"conversion {conversion_id} does not exist")
+    return store.public(session, conv)
+
+
+@router.get("/conversions/{conversion_id}/log", response_class=FileResponse)
+def get_conversion_log(
+    conversion_id: int, session: SessionDep, state: StateDep, _: CurrentUser
+) -> FileResponse:
+    """Download the converter's full log (text)."""
+    conv = store.get(session, conversion_id)
+    if conv is None or not conv.log_sha256 or not state.store.exists(conv.log_sha256):
+        raise HTTPException(404, f"conversion {conversion_id} has no log (yet)")
+    return FileResponse(
+        state.store.path_for(conv.log_sha256),
+        media_type="text/plain; charset=utf-8",
+        filename=f"conversion-{conversion_id}.log",
+    )
+
+
+@router.get("/models/{model_id}/conversions", response_model=list[ConversionPublic])
+def list_model_conversions(
+    model_id: int, session: SessionDep, _: CurrentUser
+) -> list[ConversionPublic]:
+    """Every conversion of a model, oldest first."""
+    if get_model(session, model_id) is None:
+        raise HTTPException(404, f"model {model_id} does not exist")
+    return [store.public(session, c) for c in store.list_for_model(session, model_id)]

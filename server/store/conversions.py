@@ -1,0 +1,283 @@
+"""Conversions: queued as jobs for converter workers, reused when identical, and the
+benchmark jobs that wait for them released (or failed) when they finish."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.conversions import Conversion
+from db.models import Artifact, Device, Job, Model, Result, utcnow
+from latencylab.conversions import (
+    ArtifactRef,
+    ConversionError,
+    ConversionOutcome,
+    ConversionPublic,
+    ConversionTask,
+    Validation,
+)
+from server.store.devices import can_take, list_devices
+from server.store.hooks import on_job_finished
+
+# The format each runtime runs, and the formats each runtime takes without a conversion.
+RUNTIME_FORMAT = {
+    "onnxruntime": "onnx",
+    "tflite": "tflite",
+    "openvino": "openvino",
+    "coreml": "coreml",
+    "tensorrt": "tensorrt",
+}
+NATIVE_RUNTIMES: dict[str, set[str]] = {
+    "onnx": {"onnxruntime", "pytorch"},
+    "pt2": {"pytorch"},
+    "tflite": {"tflite"},
+    "openvino": {"openvino"},
+    "coreml": {"coreml"},
+}
+CONVERTER_SELECTOR = "class:converter"
+
+
+class ConversionRejected(ValueError):
+    def __init__(self, message: str, status_code: int = 422) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code
+
+
+def converter_selector(target: str, device: str | None) -> str:
+    """TensorRT engines are built on the GPU that runs them; the rest on converter workers."""
+    if target == "tensorrt":
+        if not device:
+            raise ConversionRejected(
+                "a TensorRT conversion needs 'device': the GPU/Jetson selector whose agent "
+                "builds the engine (an engine is tied to its GPU and TensorRT version)"
+            )
+        return device
+    return CONVERTER_SELECTOR
+
+
+def input_shapes(model: Model, batch_size: int) -> dict[str, list[int]]:
+    shapes = {}
+    for spec in model.inputs:
+        dims = list(spec["shape"])
+        if dims and not isinstance(dims[0], int):
+            dims[0] = batch_size
+        shapes[spec["name"]] = [int(d) for d in dims]
+    return shapes
+
+
+def _reuse_key(model: Model, target: str, precision: str, batch: int, selector: str) -> str:
+    where = selector if target == "tensorrt" else ""
+    raw = f"{model.sha256}|{target}|{precision}|{batch}|{where}"
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def _check_converter(devices: list[Device], target: str, selector: str) -> None:
+    runtime = f"convert:{target}"
+    if any(can_take(d, selector, runtime) for d in devices):
+        return
+    converters = [d.name for d in devices if any(r.startswith("convert:") for r in d.runtimes)]
+    where = f"devices matching '{selector}'" if target == "tensorrt" else "no converter worker"
+    raise ConversionRejected(
+        f"{where} can produce '{target}' (registered converters: {', '.join(converters) or 'none'}); "
+        + (
+            "the GPU agent must have TensorRT installed"
+            if target == "tensorrt"
+            else "start one with 'latencylab converter --server URL --token T' (make run starts one)"
+        )
+    )
+
+
+def _reusable(session: Session, key: str) -> Conversion | None:
+    return session.scalar(
+        select(Conversion)
+        .where(Conversion.reuse_key == key, Conversion.status != "failed")
+        .order_by(Conversion.id.desc())
+    )
+
+
+def check_possible(
+    session: Session, model: Model, target: str, spec: Any, devices: list[Device]
+) -> None:
+    """Raise ConversionRejected unless an identical conversion exists or a worker can do it."""
+    selector = converter_selector(target, spec.device if target == "tensorrt" else None)
+    key = _reuse_key(model, target, spec.precision, spec.batch_size, selector)
+    if _reusable(session, key) is None:
+        _check_converter(devices, target, selector)
+
+
+def get_or_create(
+    session: Session,
+    model: Model,
+    target: str,
+    precision: str = "fp32",
+    batch_size: int = 1,
+    device: str | None = None,
+    max_attempts: int = 3,
+) -> tuple[Conversion, bool]:
+    """An identical queued/running/succeeded conversion is reused; else a new one is queued."""
+    selector = converter_selector(target, device)
+    key = _reuse_key(model, target, precision, batch_size, selector)
+    existing = _reusable(session, key)
+    if existing is not None:
+        return existing, False
+    _check_converter(list_devices(session), target, selector)
+    conv = Conversion(
+        model_id=model.id,
+        source_sha256=model.sha256,
+        target=target,
+        precision=precision,
+        batch_size=batch_size,
+        device_selector=selector,
+        reuse_key=key,
+    )
+    session.add(conv)
+    session.flush()
+    job = Job(
+        kind="convert",
+        model_id=model.id,
+        artifact_sha256=model.sha256,
+        conversion_id=conv.id,
+        runtime=f"convert:{target}",
+        device_selector=selector,
+        precision=precision,
+        batch_size=batch_size,
+        threads=0,
+        settings={},
+        max_attempts=max_attempts,
+    )
+    session.add(job)
+    session.flush()
+    conv.job_id = job.id
+    return conv, True
+
+
+def task_for(session: Session, job: Job) -> ConversionTask | None:
+    if job.kind != "convert" or job.conversion_id is None:
+        return None
+    conv = session.get(Conversion, job.conversion_id)
+    model = session.get(Model, job.model_id)
+    assert conv is not None and model is not None
+    return ConversionTask(
+        conversion_id=conv.id,
+        target=conv.target,
+        precision=conv.precision,
+        batch_size=conv.batch_size,
+        input_shapes=input_shapes(model, conv.batch_size),
+    )
+
+
+def _finish(session: Session, conv: Conversion, ok: bool, error: dict[str, Any] | None) -> None:
+    conv.status = "succeeded" if ok else "failed"
+    conv.error = error
+    conv.finished_at = utcnow()
+    for job in session.scalars(
+        select(Job).where(
+            Job.conversion_id == conv.id, Job.kind != "convert", Job.status == "waiting"
+        )
+    ):
+        if ok:
+            job.artifact_sha256 = conv.artifact_sha256
+            job.status = "queued"
+            job.progress = {}
+        else:
+            job.status = "failed"
+            job.error = f"conversion to {conv.target} failed: {error_line(error)}"
+            job.finished_at = utcnow()
+
+
+def report(session: Session, job: Job, outcome: ConversionOutcome) -> Conversion:
+    """Store a converter's outcome (idempotent: a retried report changes nothing)."""
+    conv = session.get(Conversion, job.conversion_id) if job.conversion_id else None
+    if conv is None:
+        raise KeyError(job.id)
+    if conv.status in ("succeeded", "failed") and conv.job_id == job.id:
+        return conv
+    for sha in (outcome.artifact_sha256, outcome.log_sha256):
+        if sha and session.get(Artifact, sha) is None:
+            raise ValueError(f"artifact {sha} was not uploaded; upload it before reporting")
+    ok = outcome.status == "succeeded" and outcome.artifact_sha256 is not None
+    conv.artifact_sha256 = outcome.artifact_sha256
+    conv.artifact_meta = dict(outcome.artifact_metadata)
+    conv.validation = outcome.validation.model_dump() if outcome.validation else None
+    conv.log_sha256 = outcome.log_sha256
+    conv.seconds = outcome.seconds
+    error = outcome.error.model_dump() if outcome.error else None
+    if not ok and error is None:
+        error = {"step": "convert", "message": "the converter reported no artifact"}
+    job.status = "succeeded" if ok else "failed"
+    job.error = error_line(error) if error else None
+    job.finished_at = utcnow()
+    job.lease_expires_at = None
+    job.progress = {"phase": "done"}
+    _finish(session, conv, ok, error)
+    session.flush()
+    return conv
+
+
+@on_job_finished("convert")
+def _convert_job_lost(session: Session, job: Job, result: Result | None) -> None:
+    """A convert job that failed without a report (its leases ran out) fails its conversion."""
+    conv = session.get(Conversion, job.conversion_id) if job.conversion_id else None
+    if conv is not None and conv.status not in ("succeeded", "failed"):
+        _finish(session, conv, False, {"step": "run", "message": job.error or "converter lost"})
+
+
+def mark_running(session: Session, job: Job) -> None:
+    if job.kind == "convert" and job.conversion_id is not None:
+        conv = session.get(Conversion, job.conversion_id)
+        if conv is not None and conv.status == "queued":
+            conv.status = "running"
+
+
+def error_line(error: dict[str, Any] | None) -> str:
+    if not error:
+        return ""
+    parts = [f"[{error.get('step') or 'convert'}]"]
+    if error.get("op"):
+        parts.append(f"op {error['op']}:")
+    parts.append(str(error.get("message", "")))
+    if error.get("hint"):
+        parts.append(f"— {error['hint']}")
+    return " ".join(parts)
+
+
+def get(session: Session, conv_id: int) -> Conversion | None:
+    return session.get(Conversion, conv_id)
+
+
+def list_for_model(session: Session, model_id: int) -> list[Conversion]:
+    q = select(Conversion).where(Conversion.model_id == model_id).order_by(Conversion.id)
+    return list(session.scalars(q))
+
+
+def public(session: Session, conv: Conversion) -> ConversionPublic:
+    artifact = None
+    if conv.artifact_sha256:
+        row = session.get(Artifact, conv.artifact_sha256)
+        if row is not None:
+            artifact = ArtifactRef(
+                sha256=row.sha256,
+                size=row.size,
+                format=row.format,
+                metadata=conv.artifact_meta or {},
+            )
+    return ConversionPublic(
+        id=conv.id,
+        model_id=conv.model_id,
+        status=conv.status,
+        target=conv.target,
+        precision=conv.precision,
+        batch_size=conv.batch_size,
+        artifact=artifact,
+        validation=Validation(**conv.validation) if conv.validation else None,
+        error=error_line(conv.error) or None,
+        error_detail=ConversionError(**conv.error) if conv.error else None,
+        log=f"/api/v1/conversions/{conv.id}/log" if conv.log_sha256 else None,
+        job_id=conv.job_id,
+        seconds=conv.seconds,
+        created_at=conv.created_at,
+    )
