@@ -151,7 +151,12 @@ def test_not_multipart_and_missing_file_part(live: Live) -> None:
             422,
             "class:gpu",
         ),
-        ({"model_id": "MODEL", "targets": [{"runtime": "tflite"}]}, 422, "conversion"),
+        # no device here runs CoreML (it predicts only on macOS)
+        (
+            {"model_id": "MODEL", "targets": [{"runtime": "coreml"}]},
+            422,
+            "do not offer runtime 'coreml'",
+        ),
         ({"model_id": "MODEL", "targets": []}, 422, "targets"),
         (
             {"model_id": "MODEL", "targets": [{"runtime": "onnxruntime", "batch_size": 0}]},
