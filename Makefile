@@ -3,7 +3,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Runtimes this machine can run (TensorRT needs an NVIDIA host; CoreML predicts only on macOS).
-EXTRAS ?= server,agent,onnxruntime,tflite,openvino,dev
+EXTRAS ?= server,agent,onnxruntime,tflite,openvino,coreml,torch,convert,dev
+# litert-torch (PyTorch -> TFLite) and its own pins, installed without their dependency
+# resolution (they would downgrade typing-extensions/pydantic); versions in constraints.txt.
+NODEPS := litert-torch litert-converter ai-edge-quantizer xdsl lark immutabledict ordered-set
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile constraints.txt | sha256sum | cut -c1-12)
 PORT   ?= 8000
 
@@ -18,6 +21,9 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	$(BIN)/python -m pip install -q torch==2.13.0
 	# constraints.txt pins the versions tested together (no resolver backtracking on a fresh clone).
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	$(BIN)/python -m pip install -q --no-deps -c constraints.txt $(NODEPS)
+	# onnx2tf (needs TensorFlow) lives in its own environment, called as a subprocess.
+	bash converters/envs/setup_onnx2tf.sh
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -11,6 +11,7 @@ import shutil
 import signal
 import threading
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -40,6 +41,10 @@ class Measurer(Protocol):
     ) -> MeasureResult: ...
 
 
+JobHandler = Callable[["Agent", LeasedJob, Path], None]
+"""Handles one leased job of a kind (default: measure it); must report it itself."""
+
+
 class Agent:
     """Serves ONE device. ``describe`` returns its registration body (class, runtimes,
     attributes, info); ``measure`` runs one measurement. A host with several devices (an
@@ -51,9 +56,11 @@ class Agent:
         *,
         measure: Measurer = run_isolated,
         describe: Callable[[], dict[str, Any]] | None = None,
+        handlers: dict[str, JobHandler] | None = None,
     ) -> None:
         self.settings = settings
         self.measure = measure
+        self.handlers: dict[str, JobHandler] = dict(handlers or {})
         self.describe = describe or (
             lambda: capabilities(settings.device_class, settings.attributes)
         )
@@ -131,26 +138,56 @@ class Agent:
             self._progress = event
 
     def _handle(self, job: LeasedJob) -> None:
-        log.info("job %s: %s on %s (attempt %s)", job.id, job.runtime, job.model.name, job.attempt)
+        log.info(
+            "job %s: %s %s on %s (attempt %s)",
+            job.id,
+            job.kind,
+            job.runtime,
+            job.model.name,
+            job.attempt,
+        )
         with self._lock:
             self._job_id, self._progress = job.id, {"phase": "download"}
         self._cancel.clear()
         workdir = self.settings.work_dir / f"job-{job.id}-{job.attempt}"
+        workdir.mkdir(parents=True, exist_ok=True)
         try:
-            result = self._measure(job, workdir)
-            if self._cancel.is_set():
-                log.warning("job %s was cancelled; not reporting", job.id)
-                return
-            self._report(job.id, result)
+            self.handlers.get(job.kind, type(self).measure_job)(self, job, workdir)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
             with self._lock:
                 self._job_id, self._progress = None, {}
 
+    def measure_job(self, job: LeasedJob, workdir: Path) -> None:
+        """The default handler: measure the artifact with the protocol and report it."""
+        result = self._measure(job, workdir)
+        if self._cancel.is_set():
+            log.warning("job %s was cancelled; not reporting", job.id)
+            return
+        assert self.device_id is not None
+        device_id = self.device_id
+        self.send(f"report of job {job.id}", lambda: self.api.report(device_id, job.id, result))
+
+    def local_artifact(self, job: LeasedJob) -> Path:
+        """The job's artifact in the local cache; an archived directory (OpenVINO IR, an
+        .mlpackage) is unpacked once, and the path of its entry returned."""
+        path = self.api.download(job.artifact_sha256, self.settings.cache_dir)
+        meta = job.artifact_metadata
+        if meta.get("archive") != "zip":
+            return path
+        target = path.with_name(path.name + ".d")
+        if not target.is_dir():
+            tmp = path.with_name(path.name + ".unpacking")
+            shutil.rmtree(tmp, ignore_errors=True)
+            with zipfile.ZipFile(path) as zf:
+                zf.extractall(tmp)
+            tmp.rename(target)
+        return target / str(meta.get("entry", ""))
+
     def _measure(self, job: LeasedJob, workdir: Path) -> MeasureResult:
         try:
-            path = self.api.download(job.artifact_sha256, self.settings.cache_dir)
-        except (httpx.HTTPError, ProtocolError, OSError) as exc:
+            path = self.local_artifact(job)
+        except (httpx.HTTPError, ProtocolError, OSError, zipfile.BadZipFile) as exc:
             return MeasureResult(status="failed", error=f"artifact download failed: {exc}")
         spec = MeasureSpec(
             runtime=job.runtime,
@@ -161,35 +198,35 @@ class Agent:
             batch_size=job.batch_size,
             threads=job.threads,
             settings=job.settings,
+            options={"artifact_metadata": job.artifact_metadata} if job.artifact_metadata else {},
         )
-        workdir.mkdir(parents=True, exist_ok=True)
         return self.measure(
             spec, workdir=workdir, on_progress=self._on_progress, cancel=self._cancel
         )
 
-    def _report(self, job_id: int, result: MeasureResult) -> None:
-        assert self.device_id is not None
+    def send(self, what: str, call: Callable[[], Any]) -> bool:
+        """Retry an idempotent call to the coordinator through transient network errors."""
         delay = 0.5
         for attempt in range(self.settings.report_retries + 1):
             try:
-                self.api.report(self.device_id, job_id, result)
-                log.info("job %s: reported %s", job_id, result.status)
-                return
+                call()
+                log.info("%s: done", what)
+                return True
             except httpx.TransportError as exc:
-                log.warning("report of job %s failed (%s); retry %d", job_id, exc, attempt + 1)
+                log.warning("%s failed (%s); retry %d", what, exc, attempt + 1)
                 time.sleep(delay)
                 delay = min(delay * 2, 15)
             except ProtocolError as exc:
-                log.error("report of job %s refused: %s", job_id, exc)
-                return
-        log.error(
-            "giving up reporting job %s; its lease will expire and it will be retried", job_id
-        )
+                log.error("%s refused: %s", what, exc)
+                return False
+        log.error("giving up on %s; the job's lease will expire and it will be retried", what)
+        return False
 
 
-def main(settings: AgentSettings) -> None:
+def run_agent(agent: Agent) -> None:
+    """Run an agent in the foreground until SIGTERM/SIGINT."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s agent %(levelname)s %(message)s")
-    agent = Agent(settings)
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     def _stop(signum: int, _frame: Any) -> None:
         log.info("signal %s: stopping", signum)
@@ -199,3 +236,7 @@ def main(settings: AgentSettings) -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     agent.run()
+
+
+def main(settings: AgentSettings) -> None:
+    run_agent(Agent(settings))

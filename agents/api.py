@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from latencylab.conversions import ConversionOutcome
 from latencylab.schemas import JobReport, LeasedJob, MeasureResult
 
 
@@ -56,6 +57,25 @@ class AgentAPI:
     def report(self, device_id: int, job_id: int, result: MeasureResult) -> dict[str, Any]:
         body = JobReport(result=result).model_dump(mode="json")
         r = self.http.post(f"/agents/{device_id}/jobs/{job_id}/report", json=body)
+        return self._check(r).json()
+
+    def upload(self, device_id: int, job_id: int, path: Path, fmt: str) -> str:
+        """Stream a file a job produced to the coordinator; returns its sha256."""
+        with path.open("rb") as fh:
+            r = self.http.post(
+                f"/agents/{device_id}/jobs/{job_id}/artifacts",
+                params={"format": fmt},
+                files={"file": (path.name, fh)},
+                timeout=600,
+            )
+        return str(self._check(r).json()["sha256"])
+
+    def report_conversion(
+        self, device_id: int, job_id: int, outcome: ConversionOutcome
+    ) -> dict[str, Any]:
+        r = self.http.post(
+            f"/agents/{device_id}/jobs/{job_id}/conversion", json=outcome.model_dump(mode="json")
+        )
         return self._check(r).json()
 
     def download(self, sha256: str, cache_dir: Path) -> Path:

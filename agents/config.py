@@ -24,6 +24,8 @@ class AgentSettings(BaseSettings):
     heartbeat_interval_s: float = Field(5.0, gt=0)
     report_retries: int = Field(8, ge=0, description="Retries of a result report (idempotent)")
     once: bool = Field(False, description="Exit after one job (for scripts)")
+    convert_timeout_s: float = Field(900, gt=0, description="Kill a conversion after this long")
+    convert_memory_mb: int = Field(8192, gt=0, description="Address-space limit of a conversion")
 
     def resolved_token(self) -> str:
         if self.token:

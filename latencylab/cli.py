@@ -96,7 +96,9 @@ def serve(
     host: Annotated[str, typer.Option(envvar="LATENCYLAB_HOST")] = "127.0.0.1",
     port: Annotated[int, typer.Option(envvar="LATENCYLAB_PORT")] = 8000,
     data_dir: Annotated[Path, typer.Option(envvar="LATENCYLAB_DATA_DIR")] = Path(".latencylab"),
-    local_agent: Annotated[bool, typer.Option(help="Also start an agent for this machine")] = True,
+    local_agent: Annotated[
+        bool, typer.Option(help="Also start a local agent and a converter worker")
+    ] = True,
 ) -> None:
     """Start the coordinator (and, by default, a local agent for this machine)."""
     from server.serve import serve as run_server
@@ -140,6 +142,40 @@ def agent(
     if name:
         overrides["name"] = name
     main(AgentSettings(**{k: v for k, v in overrides.items() if v is not None}))
+
+
+@app.command()
+def converter(
+    server: Annotated[str, typer.Option(help="Coordinator URL")] = "http://127.0.0.1:8000",
+    token: Annotated[str | None, typer.Option(help="Token with scope agent")] = None,
+    token_file: Annotated[Path | None, typer.Option(help="Read the token from a file")] = None,
+    name: Annotated[
+        str | None, typer.Option(help="Worker name; default HOSTNAME-converter")
+    ] = None,
+    data_dir: Annotated[Path, typer.Option(help="Cache and scratch space")] = Path(".latencylab"),
+    timeout_s: Annotated[float, typer.Option(help="Kill one conversion after this long")] = 900,
+    memory_mb: Annotated[
+        int, typer.Option(help="Memory (address space) limit per conversion")
+    ] = 8192,
+) -> None:
+    """Run a converter worker: lease conversion jobs, convert, validate, upload."""
+    import socket
+
+    from agents.config import AgentSettings
+    from agents.converter import main
+
+    settings = AgentSettings(
+        server=server,
+        token=token,
+        token_file=token_file,
+        name=name or f"{socket.gethostname()}-converter",
+        device_class="converter",
+        cache_dir=data_dir / "agent-cache",
+        work_dir=data_dir / "converter-work",
+        convert_timeout_s=timeout_s,
+        convert_memory_mb=memory_mb,
+    )
+    main(settings)
 
 
 @app.command()

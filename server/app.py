@@ -115,7 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         agents,
         artifacts,
         tokens,
-            conversions,
+        conversions,
     ):
         api.include_router(module.router)
     app.include_router(api)

@@ -62,32 +62,34 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-class LocalAgent:
-    """Starts the local agent once the coordinator answers; it goes down with the server.
+class LocalWorker:
+    """Starts a local worker (``latencylab agent`` or ``latencylab converter``) once the
+    coordinator answers; it goes down with the server.
 
     uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so ``finally`` blocks of the
-    server process may never run: the agent is tied to its (waiting) starter thread with
+    server process may never run: the worker is tied to its (waiting) starter thread with
     PR_SET_PDEATHSIG instead, and restarted if it dies on its own.
     """
 
-    def __init__(self, url: str, data_dir: Path) -> None:
-        self.url, self.data_dir = url, data_dir
+    def __init__(self, role: str, url: str, data_dir: Path) -> None:
+        self.role, self.url, self.data_dir = role, url, data_dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True, name="local-agent")
+        self.thread = threading.Thread(target=self._run, daemon=True, name=f"local-{role}")
 
     def _run(self) -> None:
         if not _wait_healthy(self.url):
-            log.error("coordinator did not come up; local agent not started")
+            log.error("coordinator did not come up; local %s not started", self.role)
             return
         admin = (self.data_dir / "admin.token").read_text().strip()
         token_file = self.data_dir / "agent.token"
-        agent_token(self.url, admin, token_file)
+        with _TOKEN_LOCK:
+            agent_token(self.url, admin, token_file)
         cmd = [
             sys.executable,
             "-m",
             "latencylab",
-            "agent",
+            self.role,
             "--server",
             self.url,
             "--token-file",
@@ -97,11 +99,11 @@ class LocalAgent:
         ]
         while not self.stopping.is_set():
             self.proc = subprocess.Popen(cmd, preexec_fn=_die_with_parent)
-            print(f"LatencyLab local agent started (pid {self.proc.pid})", flush=True)
+            print(f"LatencyLab local {self.role} started (pid {self.proc.pid})", flush=True)
             code = self.proc.wait()
             if self.stopping.is_set():
                 return
-            log.error("local agent exited with %s; restarting in 2 s", code)
+            log.error("local %s exited with %s; restarting in 2 s", self.role, code)
             self.stopping.wait(2)
 
     def stop(self) -> None:
@@ -114,11 +116,18 @@ class LocalAgent:
                 self.proc.kill()
 
 
+_TOKEN_LOCK = threading.Lock()
+
+
 def serve(host: str, port: int, data_dir: Path, local_agent: bool = True) -> None:
     settings = Settings(host=host, port=port, data_dir=data_dir)
     app = create_app(settings)
     url = f"http://{host}:{port}"
-    agent = LocalAgent(url, data_dir) if local_agent else None
+    workers = (
+        [LocalWorker("agent", url, data_dir), LocalWorker("converter", url, data_dir)]
+        if local_agent
+        else []
+    )
 
     def banner() -> None:
         if not _wait_healthy(url):
@@ -131,10 +140,10 @@ def serve(host: str, port: int, data_dir: Path, local_agent: bool = True) -> Non
         )
 
     threading.Thread(target=banner, daemon=True).start()
-    if agent:
-        agent.thread.start()
+    for worker in workers:
+        worker.thread.start()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
     finally:
-        if agent:
-            agent.stop()
+        for worker in workers:
+            worker.stop()

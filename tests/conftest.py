@@ -151,7 +151,7 @@ class Live:
 
 @pytest.fixture(scope="session")
 def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """A real coordinator subprocess (``latencylab serve``) and a real agent subprocess."""
+    """A real coordinator subprocess (``latencylab serve``), a real agent and a converter worker."""
     data_dir = tmp_path_factory.mktemp("data")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -175,7 +175,7 @@ def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             stdout=fh,
             stderr=subprocess.STDOUT,
         )
-    agent = None
+    agent = converter = None
     try:
         _wait_for(url, server, log)
         admin = (data_dir / "admin.token").read_text().strip()
@@ -209,19 +209,47 @@ def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 stdout=fh,
                 stderr=subprocess.STDOUT,
             )
+        clog = data_dir / "converter.log"
+        with clog.open("wb") as fh:
+            converter = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "latencylab",
+                    "converter",
+                    "--server",
+                    url,
+                    "--token",
+                    agent_tok,
+                    "--name",
+                    f"{name}-converter",
+                    "--data-dir",
+                    str(data_dir / "agent"),
+                ],
+                cwd=REPO,
+                env=_env(AGENT_ENV),
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+            )
         live = Live(url, data_dir, admin, user, agent_tok, database_url, name)
         with live.http(user) as c:
             deadline = time.monotonic() + 60
-            while not any(
-                d["name"] == name and d["status"] == "online" for d in c.get("/devices").json()
-            ):
-                if agent.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"agent did not register:\n{alog.read_text()[-3000:]}")
+            wanted = {name, f"{name}-converter"}
+            while not wanted <= {
+                d["name"] for d in c.get("/devices").json() if d["status"] == "online"
+            }:
+                if agent.poll() is not None or converter.poll() is not None:
+                    raise RuntimeError(
+                        f"a worker exited:\n{alog.read_text()[-3000:]}\n{clog.read_text()[-3000:]}"
+                    )
+                if time.monotonic() > deadline:
+                    raise RuntimeError("agent and converter did not register within 60 s")
                 time.sleep(0.2)
         yield live
     finally:
-        if agent is not None:
-            _stop(agent)
+        for proc in (agent, converter):
+            if proc is not None:
+                _stop(proc)
         _stop(server)
 
 

@@ -1,0 +1,204 @@
+"""Numerical validation of a converted artifact against a reference on seeded inputs.
+
+The reference is ONNX Runtime on the source ONNX model, or the torch program itself for a
+``.pt2`` source. Inputs are drawn from ``numpy.random.default_rng(seed)`` with the source's
+(concrete) shapes and transposed per the artifact metadata's ``perm`` (e.g. NCHW -> NHWC
+for onnx2tf); artifact outputs are transposed back before comparing.
+
+Errors, per output: ``abs = max|y - ref|`` and ``rel = abs / max|ref|`` (relative to the
+output's range, which stays meaningful where individual reference values are near zero).
+An output passes when ``rel <= rtol`` or ``abs <= atol``. Tolerances per precision:
+
+* fp32 (1e-4): kernels differ only in summation order/algorithm (XNNPACK, oneDNN, Winograd);
+  float32 round-off accumulated over a few dozen layers stays ~1e-6..1e-5 of the range.
+* fp16 (1e-2): fp16 has a 2^-11 (~4.9e-4) unit round-off; weights (and on some backends
+  activations) rounded to fp16 through tens of layers accumulate to ~1e-3..5e-3.
+* int8 dynamic range (1e-1): weights are int8 per channel (step = range/255) and activations
+  are quantized per tensor on the fly, so each layer adds ~0.5-1% noise; on random-weight
+  networks that compounds to a few % of the output range. 10% still catches real breakage
+  (wrong layout, wrong op, swapped outputs give errors of order 100% of the range).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.base import Artifact
+from converters.bridge import seeded_inputs
+from converters.inspect import inspect_model, load_pt2, model_format
+
+TOLERANCES: dict[str, dict[str, float]] = {
+    "fp32": {"rtol": 1e-4, "atol": 1e-4},
+    "fp16": {"rtol": 1e-2, "atol": 1e-2},
+    "int8": {"rtol": 1e-1, "atol": 1e-1},
+}
+
+
+def load_artifact(path: str | Path) -> Artifact:
+    """Rebuild an ``Artifact`` from its path and ``.meta.json`` sidecar."""
+    path = Path(path)
+    meta = json.loads(path.with_name(path.name + ".meta.json").read_text())
+    return Artifact(path, meta.pop("format"), meta.pop("precision"), meta)
+
+
+def reference_outputs(source: str | Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    if model_format(source) == "onnx":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+        return [np.asarray(o) for o in sess.run(None, feeds)]
+    import torch
+
+    ep = load_pt2(source)
+    names = [n for n in ep.graph_signature.user_inputs]
+    with torch.no_grad():
+        out = ep.module()(*[torch.from_numpy(feeds[n]) for n in names])
+    outs = out if isinstance(out, (list, tuple)) else [out]
+    return [o.detach().numpy() for o in outs]
+
+
+def run_artifact(art: Artifact, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """Run the artifact on feeds keyed by artifact input names; outputs in metadata order."""
+    outs_meta = art.metadata["outputs"]
+    if art.format == "onnx":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"])
+        res = sess.run([o["name"] for o in outs_meta], feeds)
+        return [np.asarray(r) for r in res]
+    if art.format == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interp = Interpreter(model_path=str(art.path))
+        if art.metadata.get("signature") is None:  # no SignatureDef: raw tensors by name
+            interp.allocate_tensors()
+            for d in interp.get_input_details():
+                interp.set_tensor(d["index"], feeds[d["name"]])
+            interp.invoke()
+            by_name = {d["name"]: d["index"] for d in interp.get_output_details()}
+            return [np.asarray(interp.get_tensor(by_name[o["name"]])) for o in outs_meta]
+        runner = interp.get_signature_runner(art.metadata["signature"])
+        res = runner(**feeds)
+        return [np.asarray(res[o["name"]]) for o in outs_meta]
+    if art.format == "openvino":
+        import openvino as ov
+
+        # OpenVINO's CPU plugin defaults to bf16 compute on CPUs with AVX512-BF16/AMX; runners
+        # (and this check) ask for f32 so fp32/fp16-weight IRs are measured as converted.
+        compiled = ov.Core().compile_model(
+            str(art.path / art.metadata.get("entry", "model.xml")),
+            "CPU",
+            {"INFERENCE_PRECISION_HINT": "f32"},
+        )
+        res = compiled(feeds)
+        return [np.asarray(res[compiled.outputs[i]]) for i in range(len(outs_meta))]
+    raise NotImplementedError(art.format)
+
+
+def compare(ref: np.ndarray, got: np.ndarray, precision: str) -> dict[str, Any]:
+    tol = TOLERANCES[precision]
+    if ref.shape != got.shape:
+        return {
+            "max_abs_err": None,
+            "max_rel_err": None,
+            "passed": False,
+            "note": f"shape mismatch: reference {list(ref.shape)} vs artifact {list(got.shape)}",
+        }
+    r, g = ref.astype(np.float64), got.astype(np.float64)
+    if r.size == 0:
+        return {"max_abs_err": 0.0, "max_rel_err": 0.0, "passed": True, "note": "empty output"}
+    if not np.all(np.isfinite(g)):
+        return {
+            "max_abs_err": float("inf"),
+            "max_rel_err": float("inf"),
+            "passed": False,
+            "note": "non-finite values",
+        }
+    abs_err = float(np.max(np.abs(r - g)))
+    rel_err = abs_err / max(float(np.max(np.abs(r))), 1e-12)
+    return {
+        "max_abs_err": abs_err,
+        "max_rel_err": rel_err,
+        "passed": bool(rel_err <= tol["rtol"] or abs_err <= tol["atol"]),
+        "note": "",
+    }
+
+
+def validate(
+    artifact: Artifact | str | Path,
+    source: str | Path,
+    *,
+    seed: int = 0,
+    input_shapes: dict[str, list[int]] | None = None,
+) -> dict[str, Any]:
+    """Compare ``artifact`` with the reference of ``source``; returns the validation record."""
+    art = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
+    base = {
+        "max_abs_err": None,
+        "max_rel_err": None,
+        "passed": None,
+        "precision": art.precision,
+        "tolerance": TOLERANCES.get(art.precision),
+        "seed": seed,
+    }
+    if art.format == "coreml":
+        return {**base, "note": "not validated: needs macOS"}
+    if art.format == "tensorrt":
+        return {**base, "note": "not validated here: TensorRT engines are checked on the GPU agent"}
+    info = inspect_model(source)
+    shapes = dict(input_shapes or {})
+    for entry in art.metadata["inputs"]:  # artifact input shapes are concrete for static targets
+        src_name = entry["source_name"]
+        if (
+            src_name not in shapes
+            and entry.get("perm") is None
+            and all(isinstance(d, int) and d > 0 for d in entry["shape"])
+        ):
+            shapes[src_name] = entry["shape"]
+    notes = []
+    specs = []
+    for t in info.inputs:
+        shape = shapes.get(t.name) or [d if isinstance(d, int) else 1 for d in t.shape]
+        if t.name not in shapes and t.symbolic_dims:
+            notes.append(f"dynamic dims of {t.name!r} set to 1")
+        specs.append((t.name, list(shape), t.dtype))
+    feeds = seeded_inputs(specs, seed)
+    ref = reference_outputs(source, feeds)
+    art_feeds = {}
+    for entry in art.metadata["inputs"]:
+        x = feeds[entry["source_name"]]
+        if entry.get("perm"):
+            x = np.ascontiguousarray(x.transpose(entry["perm"]))
+        art_feeds[entry["name"]] = (
+            x.astype(np.dtype(entry["dtype"]))
+            if entry.get("dtype") in ("float32", "float16", "int64", "int32", "bool")
+            else x
+        )
+    got = run_artifact(art, art_feeds)
+    per_output = []
+    for i, (entry, g) in enumerate(zip(art.metadata["outputs"], got, strict=False)):
+        if entry.get("perm"):
+            g = g.transpose(np.argsort(entry["perm"]))
+        rec = compare(ref[i], g, art.precision)
+        per_output.append({"name": entry["source_name"], **rec})
+    if len(got) != len(ref):
+        notes.append(f"artifact has {len(got)} outputs, reference {len(ref)}")
+    errs = [p for p in per_output if p["max_abs_err"] is not None]
+    result = {
+        **base,
+        "max_abs_err": max((p["max_abs_err"] for p in errs), default=None),
+        "max_rel_err": max((p["max_rel_err"] for p in errs), default=None),
+        "passed": bool(per_output)
+        and len(got) == len(ref)
+        and all(p["passed"] for p in per_output),
+        "per_output": per_output,
+    }
+    notes += [f"{p['name']}: {p['note']}" for p in per_output if p["note"]]
+    if any(e.get("perm") for e in art.metadata["inputs"] + art.metadata["outputs"]):
+        notes.append("channel-last layout: tensors transposed per metadata perm")
+    result["note"] = "; ".join(notes)
+    return result
