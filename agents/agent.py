@@ -198,7 +198,7 @@ class Agent:
             batch_size=job.batch_size,
             threads=job.threads,
             settings=job.settings,
-            options={"artifact_metadata": job.artifact_metadata} if job.artifact_metadata else {},
+            options={**job.options, "artifact_metadata": job.artifact_metadata},
         )
         return self.measure(
             spec, workdir=workdir, on_progress=self._on_progress, cancel=self._cancel

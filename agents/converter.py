@@ -126,8 +126,11 @@ def convert_job(agent: Agent, job: LeasedJob, workdir: Path) -> None:
             lambda: agent.api.report_conversion(device_id, job.id, outcome),
         )
         return
-    source = workdir / f"source{SOURCE_SUFFIX.get(job.model.format, '')}"
-    source.symlink_to(cached.resolve())
+    if job.artifact_metadata.get("archive"):
+        source = cached  # unpacked in the cache: external data files sit beside the entry
+    else:
+        source = workdir / f"source{SOURCE_SUFFIX.get(job.model.format, '')}"
+        source.symlink_to(cached.resolve())
     agent._on_progress({"phase": "converting", "target": task.target})
     request = {
         "source": str(source),

@@ -59,6 +59,9 @@ class Model(Base):
     outputs: Mapped[list[Any]] = mapped_column(default=list)
     opset: Mapped[int | None] = mapped_column(default=None)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    artifact_meta: Mapped[dict[str, Any]] = mapped_column(
+        default=dict, server_default="{}", doc="e.g. {archive: zip, entry: x.onnx}"
+    )
     owner_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -110,6 +113,7 @@ class Job(Base):
     batch_size: Mapped[int] = mapped_column(Integer)
     threads: Mapped[int] = mapped_column(Integer)
     settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
     status: Mapped[str] = mapped_column(String(16), default="queued", index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)

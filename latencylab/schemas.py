@@ -84,6 +84,11 @@ class Target(_Model):
     precision: Precision = "fp32"
     batch_size: int = Field(1, ge=1, le=4096)
     threads: int = Field(1, ge=0, le=1024, description="Intra-op threads; 0 = runtime default")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Runtime/device options, e.g. {'delegate': 'gpu'} (TFLite), "
+        "{'device': 'GPU'} (OpenVINO), {'cpu_mask': 'f0', 'cooldown_s': 30} (phones)",
+    )
 
 
 class MeasureSpec(_Model):
@@ -101,15 +106,22 @@ class MeasureSpec(_Model):
 
 
 class LatencyStats(_Model):
-    min: float
+    """Statistics of the steady-state iteration times (ms).
+
+    Measured locally every field is set from the raw times. A device tool that prints only
+    aggregates (TFLite ``benchmark_model`` on a phone) leaves what it did not print as null;
+    nothing is estimated.
+    """
+
+    min: float | None
     mean: float
-    p50: float
-    p90: float
-    p95: float
-    p99: float
-    max: float
-    std: float
-    cov: float = Field(description="Coefficient of variation: std / mean")
+    p50: float | None
+    p90: float | None
+    p95: float | None
+    p99: float | None
+    max: float | None
+    std: float | None
+    cov: float | None = Field(None, description="Coefficient of variation: std / mean")
     ci95_low: float | None = Field(None, description="95% CI of the median, lower bound")
     ci95_high: float | None = None
     outliers_low: int = 0
@@ -258,6 +270,7 @@ class LeasedJob(_Model):
     artifact_metadata: dict[str, Any] = Field(
         default_factory=dict, description="A converted artifact's metadata (layout, I/O names)"
     )
+    options: dict[str, Any] = Field(default_factory=dict, description="The target's options")
     conversion: ConversionTask | None = Field(None, description="Set for kind 'convert'")
 
 

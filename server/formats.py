@@ -5,13 +5,23 @@ Every problem raises ``ModelRejected`` with a message meant for the user.
 
 from __future__ import annotations
 
+import json
+import resource
+import subprocess
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ONNX_EXTS = {".onnx"}
-SUPPORTED = "ONNX (.onnx)"
+from server.archives import ArchiveRejected, extract
+
+SUPPORTED = (
+    "ONNX (.onnx, or a .zip holding one .onnx with its external data), a torch.export "
+    "program (.pt2), TFLite (.tflite), CoreML (a zipped .mlpackage)"
+)
+INSPECT_TIMEOUT_S = 180
+INSPECT_MEMORY_MB = 8192
 
 
 class ModelRejected(Exception):
@@ -28,6 +38,24 @@ class ModelInfo:
     outputs: list[dict[str, Any]]
     opset: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    artifact_meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _zip_kind(path: Path) -> str:
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    if any(
+        n.endswith("archive_format")
+        or n.endswith("serialized_exported_program.json")
+        or "/models/" in n
+        for n in names
+    ):
+        return "pt2"
+    if any(".mlpackage/" in n and n.endswith("Manifest.json") for n in names):
+        return "mlpackage"
+    if sum(n.endswith(".onnx") for n in names) == 1:
+        return "onnx-zip"
+    return "unknown-zip"
 
 
 def detect_format(path: Path, filename: str) -> str:
@@ -35,21 +63,102 @@ def detect_format(path: Path, filename: str) -> str:
     if path.stat().st_size == 0:
         raise ModelRejected("the uploaded file is empty")
     ext = Path(filename).suffix.lower()
-    if ext in ONNX_EXTS:
+    with path.open("rb") as fh:
+        head = fh.read(8)
+    if ext == ".tflite" or head[4:8] == b"TFL3":
+        return "tflite"
+    if ext == ".onnx":
         return "onnx"
-    if ext == ".pt2" or zipfile.is_zipfile(path):
+    if ext == ".pt2":
+        return "pt2"  # checked as an archive (and a torch program) by inspect_upload
+    if zipfile.is_zipfile(path):
+        kind = _zip_kind(path)
+        if kind == "unknown-zip":
+            raise ModelRejected(
+                f"'{filename}' is a zip archive but neither a .pt2 program, a zipped .mlpackage "
+                f"nor an ONNX model with external data. Supported: {SUPPORTED}",
+                415,
+            )
+        return kind
+    if ext in {".mlmodel", ".mlpackage", ".engine", ".plan", ".xml", ".bin", ".pb", ".h5"}:
         raise ModelRejected(
-            f"'{filename}': PyTorch .pt2 and zipped uploads are not accepted yet; "
-            f"export to ONNX (torch.onnx.export) and upload the .onnx file. Supported: {SUPPORTED}",
-            status_code=415,
+            f"'{filename}': {ext} uploads are not supported. Supported: {SUPPORTED}", 415
         )
-    if ext in {".tflite", ".mlpackage", ".mlmodel", ".engine", ".plan", ".xml"}:
+    return "onnx"  # no known extension: accepted if it parses as ONNX
+
+
+def _run_inspector(fmt: str, path: Path) -> dict[str, Any]:
+    """Inspect in a fresh subprocess with a timeout and a memory limit."""
+
+    def limit() -> None:  # in the child, before exec
+        cap = INSPECT_MEMORY_MB * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "server.inspect_worker", "--format", fmt, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=INSPECT_TIMEOUT_S,
+            preexec_fn=limit,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ModelRejected(f"reading the {fmt} model took over {INSPECT_TIMEOUT_S} s") from exc
+    try:
+        result: dict[str, Any] = json.loads(out.stdout)
+    except ValueError as exc:
+        tail = (out.stderr or "").strip().splitlines()[-1:] or ["no output"]
         raise ModelRejected(
-            f"'{filename}': {ext} uploads are not accepted yet. Supported: {SUPPORTED}",
-            status_code=415,
+            f"could not read the {fmt} model (exit {out.returncode}): {tail[0]}"
+        ) from exc
+    if "error" in result:
+        raise ModelRejected(str(result["error"]), int(result.get("status_code", 422)))
+    return result
+
+
+def inspect_upload(path: Path, fmt: str, workdir: Path, max_total: int) -> ModelInfo:
+    """Validate the upload of format ``fmt`` and read its inputs, outputs (and opset)."""
+    if fmt == "onnx":
+        return inspect_onnx(path)
+    if fmt == "onnx-zip":
+        try:
+            names = extract(path, workdir, max_total)
+        except ArchiveRejected as exc:
+            raise ModelRejected(str(exc)) from exc
+        entry = next(n for n in names if n.endswith(".onnx"))
+        info = inspect_onnx(workdir / entry)  # the checker reads the data files beside it
+        info.artifact_meta = {"archive": "zip", "entry": entry}
+        return info
+    if fmt == "pt2":
+        from converters.errors import ConversionInputError
+        from converters.inspect import check_pt2_archive
+
+        try:  # cheap, in-process: refuse zip bombs and non-programs before loading anything
+            check_pt2_archive(path)
+        except ConversionInputError as exc:
+            raise ModelRejected(str(exc)) from exc
+        r = _run_inspector("pt2", path)
+        return ModelInfo("pt2", r["inputs"], r["outputs"], None, r.get("extra", {}))
+    if fmt == "tflite":
+        r = _run_inspector("tflite", path)
+        return ModelInfo("tflite", r["inputs"], r["outputs"], None, r.get("extra", {}))
+    if fmt == "mlpackage":
+        try:
+            names = extract(path, workdir, max_total)
+        except ArchiveRejected as exc:
+            raise ModelRejected(str(exc)) from exc
+        pkg = next(n.split(".mlpackage/")[0] + ".mlpackage" for n in names if ".mlpackage/" in n)
+        r = _run_inspector("mlpackage", workdir / pkg)
+        return ModelInfo(
+            "coreml",
+            r["inputs"],
+            r["outputs"],
+            None,
+            r.get("extra", {}),
+            {"archive": "zip", "entry": pkg},
         )
-    # No known extension: accept it if it parses as ONNX.
-    return "onnx"
+    raise ModelRejected(f"unsupported format {fmt!r}. Supported: {SUPPORTED}", 415)
 
 
 def _dims(type_proto: Any) -> list[int | str | None]:

@@ -56,7 +56,8 @@ BAD_UPLOADS = {
         "accuracy",
     ),
     "unknowable shape": ("dyn.onnx", _dynamic_spatial_model(), {}, 422, "input_shapes"),
-    "pt2 not accepted yet": ("model.pt2", b"PK\x03\x04" + b"\0" * 100, {}, 415, "ONNX"),
+    "pt2 that is no archive": ("model.pt2", b"PK\x03\x04" + b"\0" * 100, {}, 422, "torch.export"),
+    "unsupported format": ("model.h5", b"\x89HDF\r\n" + b"\0" * 100, {}, 415, "Supported"),
 }
 
 

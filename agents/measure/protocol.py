@@ -218,16 +218,17 @@ def run_protocol(
             steady_duration_s=duration_ns / 1e9,
         )
         protocol_env["min_reached"] = min_reached
-        if stats.ci95_low is not None and stats.ci95_high is not None and stats.p50 > 0:
+        p50 = stats.p50 if stats.p50 is not None else stats.mean  # always set from raw times
+        if stats.ci95_low is not None and stats.ci95_high is not None and p50 > 0:
             protocol_env["ci_rel_halfwidth"] = (
-                max(stats.p50 - stats.ci95_low, stats.ci95_high - stats.p50) / stats.p50
+                max(p50 - stats.ci95_low, stats.ci95_high - p50) / p50
             )
 
         if settings.profile:
             phase = "profile"
             progress.phase(phase)
             try:
-                iterations = _profile_iterations(runner, stats.p50)
+                iterations = _profile_iterations(runner, p50)
                 out["profile"] = runner.profile(feeds, iterations)
                 protocol_env["profile_iterations"] = iterations
             except Exception as exc:  # a profiling failure does not void the latency numbers

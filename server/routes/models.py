@@ -58,6 +58,7 @@ async def upload_model(
             name=form.fields.get("name"),
             metadata_raw=form.fields.get("metadata"),
             owner_token_id=token.id,
+            max_unpacked=4 * state.settings.max_upload_bytes,
         )
     except ModelRejected as exc:
         raise HTTPException(exc.status_code, exc.message) from exc

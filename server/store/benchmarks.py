@@ -94,6 +94,7 @@ def create_benchmark(
             batch_size=target.batch_size,
             threads=target.threads,
             settings=body.settings.model_dump(),
+            options=dict(target.options),
             max_attempts=max_attempts,
         )
         if convert_to is not None:

@@ -194,7 +194,7 @@ def leased(session: Session, job: Job) -> LeasedJob:
     model = session.get(Model, job.model_id)
     assert model is not None and job.lease_expires_at is not None and job.artifact_sha256
     artifact = session.get(Artifact, job.artifact_sha256)
-    meta: dict = {}
+    meta: dict = dict(model.artifact_meta or {})  # the upload itself (e.g. a zipped .mlpackage)
     if job.kind != "convert" and job.conversion_id is not None:
         conv = conversions.get(session, job.conversion_id)
         meta = dict(conv.artifact_meta or {}) if conv else {}
@@ -210,6 +210,7 @@ def leased(session: Session, job: Job) -> LeasedJob:
         artifact_sha256=job.artifact_sha256,
         artifact_format=artifact.format if artifact else model.format,
         artifact_metadata=meta,
+        options=job.options or {},
         lease_expires_at=job.lease_expires_at,
         attempt=job.attempts,
         conversion=conversions.task_for(session, job),

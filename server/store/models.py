@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import PurePosixPath, PureWindowsPath
+import tempfile
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from sqlalchemy import select
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from db.models import Model
 from latencylab.schemas import ModelPublic, TensorSpec
 from server.artifacts import ArtifactStore, PendingFile
-from server.formats import ModelRejected, apply_input_shapes, detect_format, inspect_onnx
+from server.formats import ModelRejected, apply_input_shapes, detect_format, inspect_upload
 from server.store.artifacts import add_artifact
 
 
@@ -64,6 +65,7 @@ def create_model(
     name: str | None,
     metadata_raw: str | None,
     owner_token_id: int | None,
+    max_unpacked: int = 4 * 2**30,
 ) -> Model:
     """Validate the streamed file and register it. On any error nothing remains."""
     created = False
@@ -71,13 +73,16 @@ def create_model(
     try:
         fname = check_filename(filename)
         meta = parse_metadata(metadata_raw)
-        fmt = detect_format(pending.path, fname)
-        info = inspect_onnx(pending.path)
+        kind = detect_format(pending.path, fname)
+        with tempfile.TemporaryDirectory(dir=store.tmp, prefix="inspect-") as tmp:
+            info = inspect_upload(pending.path, kind, Path(tmp), max_unpacked)
         inputs = apply_input_shapes(info.inputs, meta.get("input_shapes"))
+        fmt = "onnx" if kind == "onnx-zip" else info.format
         sha, size, created = add_artifact(session, pending, fmt)
         model = Model(
-            name=(name or PurePosixPath(fname).stem or "model")[:200],
+            name=(name or PurePosixPath(fname).stem.removesuffix(".mlpackage") or "model")[:200],
             format=fmt,
+            artifact_meta=info.artifact_meta,
             sha256=sha,
             size=size,
             inputs=inputs,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
@@ -64,8 +63,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_conversions_model_id"), ["model_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_conversions_reuse_key"), ["reuse_key"], unique=False)
 
+    with op.batch_alter_table("models", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("artifact_meta", sa.JSON(), nullable=False, server_default="{}")
+        )
+
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("conversion_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("options", sa.JSON(), nullable=False, server_default="{}"))
         batch_op.alter_column("artifact_sha256", existing_type=sa.VARCHAR(length=64), nullable=True)
         batch_op.create_index(batch_op.f("ix_jobs_conversion_id"), ["conversion_id"], unique=False)
         batch_op.create_foreign_key(
@@ -80,7 +85,11 @@ def downgrade() -> None:
         batch_op.alter_column(
             "artifact_sha256", existing_type=sa.VARCHAR(length=64), nullable=False
         )
+        batch_op.drop_column("options")
         batch_op.drop_column("conversion_id")
+
+    with op.batch_alter_table("models", schema=None) as batch_op:
+        batch_op.drop_column("artifact_meta")
 
     with op.batch_alter_table("conversions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_conversions_reuse_key"))
