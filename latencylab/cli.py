@@ -180,7 +180,9 @@ def converter(
 
 @app.command()
 def submit(
-    model: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Model file (.onnx)")],
+    model: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Model: .onnx, .pt2, .tflite, .zip")
+    ],
     runtime: Annotated[
         list[str] | None, typer.Option(help="Runtime, repeat for several [default: onnxruntime]")
     ] = None,
@@ -192,6 +194,10 @@ def submit(
     threads: int = 1,
     name: Annotated[str | None, typer.Option(help="Model name")] = None,
     metadata: Annotated[str | None, typer.Option(help="Metadata JSON")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(help="Target option key=value, e.g. delegate=gpu (repeat)"),
+    ] = None,
     warmup_runs: int = 10,
     min_runs: int = 50,
     min_duration_s: float = 1.0,
@@ -207,6 +213,12 @@ def submit(
 
     runtime = runtime or ["onnxruntime"]
     device = device or ["local"]
+    options: dict[str, str] = {}
+    for o in option or []:
+        key, sep, value = o.partition("=")
+        if not sep:
+            _fail(ValueError(f"--option wants key=value, got {o!r}"))
+        options[key] = value
 
     try:
         meta = json.loads(metadata) if metadata else None
@@ -226,6 +238,7 @@ def submit(
                     "precision": precision,
                     "batch_size": batch_size,
                     "threads": threads,
+                    "options": options,
                 }
                 for r in runtime
                 for d in device
