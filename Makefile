@@ -9,8 +9,10 @@ EXTRAS ?= server,agent,onnxruntime,tflite,openvino,coreml,torch,convert,dev
 NODEPS := litert-torch litert-converter ai-edge-quantizer xdsl lark immutabledict ordered-set
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile constraints.txt | sha256sum | cut -c1-12)
 PORT   ?= 8000
+CHROMIUM ?= /usr/bin/chromium
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup run test lint fmt typecheck bench clean
+.PHONY: setup browser run test lint fmt typecheck bench clean
 
 setup: $(STAMP)
 
@@ -37,7 +39,12 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy latencylab server
 
-test: setup
+# Debian's Chromium for the browser tests (Playwright drives it; no browser download).
+browser:
+	@test -x $(CHROMIUM) || { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; } \
+	  || { test -z "$$CI" && echo "chromium not installed: browser tests will be skipped"; }
+
+test: setup browser
 	$(BIN)/ruff check .
 	$(BIN)/mypy latencylab server
 	$(BIN)/pytest

@@ -27,6 +27,7 @@ from server.routes import (
     devices,
     health,
     models,
+    pareto,
     tokens,
 )
 from server.store.jobs import expire_leases
@@ -115,6 +116,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         agents,
         artifacts,
         tokens,
+        pareto,
         conversions,
     ):
         api.include_router(module.router)

@@ -1,0 +1,169 @@
+// The Pareto chart (Plotly) and the tables of front members.
+import { COLORS, plot } from "../charts.js";
+import { navigate } from "../nav.js";
+import { fmtBytes, fmtMs, fmtNum, h, link, table } from "../ui.js";
+
+function customdata(points) {
+  return points.map((p) => [p.name, p.p90_ms ?? p.latency_ms, fmtBytes(p.size), p.model_id, (p.tags || []).join(", ") || "–"]);
+}
+
+function markerTrace(points, name, marker, metric) {
+  return {
+    type: "scatter",
+    mode: "markers",
+    name,
+    x: points.map((p) => p.latency_ms),
+    y: points.map((p) => p.accuracy),
+    customdata: customdata(points),
+    error_x: {
+      type: "data",
+      symmetric: false,
+      array: points.map((p) => Math.max(0, (p.p90_ms ?? p.latency_ms) - p.latency_ms)),
+      arrayminus: points.map(() => 0),
+      color: marker.color,
+      thickness: 1.2,
+      width: 4,
+    },
+    marker,
+    hovertemplate:
+      "<b>%{customdata[0]}</b><br>" +
+      "p50 %{x:.3f} ms · p90 %{customdata[1]:.3f} ms<br>" +
+      `${metric} %{y:.2f}<br>` +
+      "size %{customdata[2]} · tags %{customdata[4]}<extra></extra>",
+  };
+}
+
+/** Ticks at 1, 2, 5 × 10^k (plus 3 when the range is narrow) for a log latency axis. */
+function logTicks(points) {
+  const xs = points.flatMap((p) => [p.latency_ms, p.p90_ms ?? p.latency_ms]).filter((x) => x > 0);
+  const lo = Math.min(...xs) / 1.15;
+  const hi = Math.max(...xs) * 1.15;
+  const ratio = hi / lo;
+  const mant = ratio < 5 ? [1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7, 8] : ratio < 20 ? [1, 1.5, 2, 3, 5, 7] : [1, 2, 5];
+  const vals = [];
+  for (let e = Math.floor(Math.log10(lo)); e <= Math.ceil(Math.log10(hi)); e += 1) {
+    for (const m of mant) {
+      const v = m * 10 ** e;
+      if (v >= lo && v <= hi) vals.push(Number(v.toPrecision(3)));
+    }
+  }
+  return { tickvals: vals, ticktext: vals.map((v) => String(v)), range: [Math.log10(lo), Math.log10(hi)] };
+}
+
+/** Draw one target's points, its front (staircase) and hook clicks to the model page. */
+export function drawPareto(el, view, { log = false, yRange, colorIndex = 0, height = 460, legend = true }) {
+  const color = COLORS[colorIndex % COLORS.length];
+  const front = view.points.filter((p) => p.on_front).sort((a, b) => a.latency_ms - b.latency_ms);
+  const rest = view.points.filter((p) => !p.on_front);
+  const traces = [
+    {
+      type: "scatter",
+      mode: "lines",
+      name: "front",
+      x: front.map((p) => p.latency_ms),
+      y: front.map((p) => p.accuracy),
+      line: { color, width: 2, shape: "hv" },
+      hoverinfo: "skip",
+    },
+    markerTrace(rest, "dominated", { color: "#9ca3af", size: 9, line: { color: "#6b7280", width: 1 } }, view.metric),
+    markerTrace(front, "on the front", { color, size: 12, symbol: "diamond", line: { color: "#111827", width: 1 } }, view.metric),
+  ];
+  if (front.length <= 15) {
+    // Name the front's models next to their markers (ties share one label).
+    const labels = new Map();
+    for (const p of front) {
+      const key = `${p.latency_ms}|${p.accuracy}`;
+      labels.set(key, labels.has(key) ? `${labels.get(key)}, ${p.name}` : p.name);
+    }
+    const first = new Map();
+    for (const p of front) if (!first.has(`${p.latency_ms}|${p.accuracy}`)) first.set(`${p.latency_ms}|${p.accuracy}`, p);
+    traces[2].mode = "markers+text";
+    traces[2].text = front.map((p) => (first.get(`${p.latency_ms}|${p.accuracy}`) === p ? labels.get(`${p.latency_ms}|${p.accuracy}`) : ""));
+    traces[2].textposition = "top left";
+    traces[2].textfont = { size: 11, color: "#374151" };
+    traces[2].cliponaxis = false;
+  }
+  const ticks = log ? logTicks(view.points) : {};
+  const layout = {
+    height,
+    xaxis: { title: { text: `latency p50 (ms)${log ? ", log scale" : ""}` }, type: log ? "log" : "linear", ...ticks, gridcolor: "#e5e7eb", zeroline: false },
+    yaxis: { title: { text: view.metric }, range: yRange, gridcolor: "#e5e7eb", zeroline: false },
+    showlegend: legend,
+    hovermode: "closest",
+  };
+  return plot(el, traces, layout).then(() => {
+    if (el.on && !el.dataset.clicks) {
+      el.dataset.clicks = "1";
+      el.on("plotly_click", (ev) => {
+        const pt = ev.points && ev.points[0];
+        if (pt && pt.customdata) navigate(`/models/${pt.customdata[3]}`);
+      });
+    }
+  });
+}
+
+export function frontTable(view) {
+  const front = view.points.filter((p) => p.on_front).sort((a, b) => a.latency_ms - b.latency_ms);
+  return h(
+    "div",
+    { id: "front-list" },
+    table(
+      [
+        { label: "#", value: (p) => front.indexOf(p) + 1 },
+        { label: "model", value: (p) => link(`/models/${p.model_id}`, p.name) },
+        { label: "p50", class: "num", value: (p) => fmtMs(p.latency_ms) },
+        { label: "p90", class: "num", value: (p) => fmtMs(p.p90_ms) },
+        { label: view.metric, class: "num", value: (p) => fmtNum(p.accuracy) },
+        { label: "size", class: "num", value: (p) => fmtBytes(p.size) },
+        { label: "tags", value: (p) => (p.tags || []).join(", ") },
+      ],
+      front,
+      { rowAttrs: (p) => ({ class: "front-row", dataset: { modelId: p.model_id } }) },
+    ),
+  );
+}
+
+export function allTable(view) {
+  return h(
+    "details",
+    { class: "all-points" },
+    h("summary", {}, `All ${view.points.length} models on this target`),
+    table(
+      [
+        { label: "model", value: (p) => link(`/models/${p.model_id}`, p.name) },
+        { label: "front", value: (p) => (p.on_front ? h("span", { class: "on-front" }, "◆ front") : h("span", { class: "muted" }, "dominated")) },
+        { label: "p50", class: "num", value: (p) => fmtMs(p.latency_ms) },
+        { label: "p90", class: "num", value: (p) => fmtMs(p.p90_ms) },
+        { label: "p99", class: "num", value: (p) => fmtMs(p.p99_ms) },
+        { label: view.metric, class: "num", value: (p) => fmtNum(p.accuracy) },
+        { label: "size", class: "num", value: (p) => fmtBytes(p.size) },
+        { label: "threads", class: "num", value: (p) => p.threads ?? "–" },
+        { label: "tags", value: (p) => (p.tags || []).join(", ") },
+      ],
+      view.points,
+    ),
+  );
+}
+
+export function compareTable(a, b) {
+  const byB = Object.fromEntries(b.points.map((p) => [p.model_id, p]));
+  const rows = a.points.filter((p) => byB[p.model_id]);
+  const mark = (on) => (on ? h("span", { class: "on-front" }, "◆ front") : h("span", { class: "muted" }, "–"));
+  return h(
+    "div",
+    { id: "compare-list" },
+    table(
+      [
+        { label: "model", value: (p) => link(`/models/${p.model_id}`, p.name) },
+        { label: a.metric, class: "num", value: (p) => fmtNum(p.accuracy) },
+        { label: `${a.device} p50`, class: "num", value: (p) => fmtMs(p.latency_ms) },
+        { label: `on ${a.device}`, value: (p) => mark(p.on_front) },
+        { label: `${b.device} p50`, class: "num", value: (p) => fmtMs(byB[p.model_id].latency_ms) },
+        { label: `on ${b.device}`, value: (p) => mark(byB[p.model_id].on_front) },
+        { label: `${b.device} / ${a.device}`, class: "num", value: (p) => `${fmtNum(byB[p.model_id].latency_ms / p.latency_ms)}×` },
+      ],
+      rows,
+      { rowAttrs: (p) => ({ dataset: { modelId: p.model_id } }) },
+    ),
+  );
+}
