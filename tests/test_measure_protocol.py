@@ -381,10 +381,12 @@ def test_missing_runtime_names_the_extra(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 
 def test_unregistered_runtime_fails_cleanly(tmp_path: Path) -> None:
-    spec = _spec(tmp_path / "m.onnx", MLP_INPUTS).model_copy(update={"runtime": "coreml"})
+    spec = _spec(tmp_path / "m.onnx", MLP_INPUTS).model_copy(update={"runtime": "nosuchruntime"})
     r = run_isolated(spec, workdir=tmp_path)
     assert (
-        r.status == "failed" and r.error is not None and "no runner for runtime 'coreml'" in r.error
+        r.status == "failed"
+        and r.error is not None
+        and "no runner for runtime 'nosuchruntime'" in r.error
     )
 
 

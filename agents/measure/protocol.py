@@ -161,7 +161,7 @@ def run_protocol(
     env = collect_environment()
     env["memory_method"] = probe.method
     protocol_env: dict[str, Any] = {
-        "timer": "perf_counter_ns",
+        "timer": getattr(runner, "timer_name", "perf_counter_ns"),
         "timer_resolution_s": time.get_clock_info("perf_counter").resolution,
         "gc_disabled_during_timing": True,
         "settings": settings.model_dump(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import importlib.util
+import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -23,6 +24,7 @@ class RunnerEntry(NamedTuple):
     modules: tuple[str, ...]  # import names, any one of which provides the runtime
     extra: str  # pyproject extra: pip install 'latencylab[<extra>]'
     distributions: tuple[str, ...] = ()  # pip distribution names to read the version from
+    platforms: tuple[str, ...] = ()  # sys.platform values it runs on; () = any
 
 
 REGISTRY: dict[str, RunnerEntry] = {
@@ -35,6 +37,10 @@ REGISTRY: dict[str, RunnerEntry] = {
     "tflite": RunnerEntry("agents.runners.tflite:TFLiteRunner", ("ai_edge_litert",), "tflite"),
     "openvino": RunnerEntry("agents.runners.openvino:OpenVinoRunner", ("openvino",), "openvino"),
     "pytorch": RunnerEntry("agents.runners.pytorch:PyTorchRunner", ("torch",), "torch"),
+    "tensorrt": RunnerEntry("agents.runners.tensorrt:TensorRTRunner", ("tensorrt",), "tensorrt"),
+    "coreml": RunnerEntry(
+        "agents.runners.coreml:CoreMLRunner", ("coremltools",), "coreml", platforms=("darwin",)
+    ),
 }
 
 # name -> "module:Class" (the lazy registry view)
@@ -53,6 +59,8 @@ class UnknownRuntimeError(KeyError):
 
 
 def _installed_module(entry: RunnerEntry) -> str | None:
+    if entry.platforms and sys.platform not in entry.platforms:
+        return None
     for mod in entry.modules:
         try:
             if importlib.util.find_spec(mod) is not None:
@@ -82,7 +90,13 @@ def _version(entry: RunnerEntry, module: str) -> str:
 
 def not_installed_message(name: str) -> str:
     """The error text for a registered runtime whose package is missing."""
-    extra = REGISTRY[name].extra
+    entry = REGISTRY[name]
+    if entry.platforms and sys.platform not in entry.platforms:
+        return (
+            f"runtime '{name}' runs only on {', '.join(entry.platforms)}; "
+            f"this agent runs {sys.platform}"
+        )
+    extra = entry.extra
     return f"runtime '{name}' is not installed on this agent: pip install 'latencylab[{extra}]'"
 
 

@@ -193,4 +193,8 @@ class OnnxRuntimeRunner(Runner):
         env["threads_requested"] = self.spec.threads
         if self.spec.threads == 0:
             env["threads_note"] = "0 = onnxruntime default (one per physical core)"
+        if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(self._providers):
+            from agents.gpu import gpu_environment, nvml_index
+
+            env.update(gpu_environment(nvml_index(self.spec.options)))
         return env

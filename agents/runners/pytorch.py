@@ -226,6 +226,9 @@ class PyTorchRunner(Runner):
             env["cuda_timer"] = self._timer
             if torch.cuda.is_available():
                 env["gpu_name"] = torch.cuda.get_device_name(torch.device(self._device))
+            from agents.gpu import gpu_environment, nvml_index
+
+            env.update(gpu_environment(nvml_index(self.spec.options)))
         if self.spec.precision == "int8":
             env["precision_note"] = "int8: the model runs as stored (quantize before export)"
         return env
