@@ -123,6 +123,18 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait()
 
 
+def _spawn_worker(
+    role: str, url: str, token: str, name: str, data_dir: Path, log: Path
+) -> subprocess.Popen[bytes]:
+    """``latencylab agent`` or ``latencylab converter`` as a subprocess logging to ``log``."""
+    cmd = [sys.executable, "-m", "latencylab", role, "--server", url, "--token", token,
+           "--name", name, "--data-dir", str(data_dir)]  # fmt: skip
+    with log.open("wb") as fh:
+        return subprocess.Popen(
+            cmd, cwd=REPO, env=_env(AGENT_ENV), stdout=fh, stderr=subprocess.STDOUT
+        )
+
+
 @dataclass
 class Live:
     """A running coordinator (+ its agent): URL, tokens, data dir, backend."""
@@ -187,50 +199,11 @@ def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "token"
             ]
         name = f"test-cpu-{uuid.uuid4().hex[:6]}"
-        alog = data_dir / "agent.log"
-        with alog.open("wb") as fh:
-            agent = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "latencylab",
-                    "agent",
-                    "--server",
-                    url,
-                    "--token",
-                    agent_tok,
-                    "--name",
-                    name,
-                    "--data-dir",
-                    str(data_dir / "agent"),
-                ],
-                cwd=REPO,
-                env=_env(AGENT_ENV),
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-            )
-        clog = data_dir / "converter.log"
-        with clog.open("wb") as fh:
-            converter = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "latencylab",
-                    "converter",
-                    "--server",
-                    url,
-                    "--token",
-                    agent_tok,
-                    "--name",
-                    f"{name}-converter",
-                    "--data-dir",
-                    str(data_dir / "agent"),
-                ],
-                cwd=REPO,
-                env=_env(AGENT_ENV),
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-            )
+        alog, clog = data_dir / "agent.log", data_dir / "converter.log"
+        agent = _spawn_worker("agent", url, agent_tok, name, data_dir / "agent", alog)
+        converter = _spawn_worker(
+            "converter", url, agent_tok, f"{name}-converter", data_dir / "agent", clog
+        )
         live = Live(url, data_dir, admin, user, agent_tok, database_url, name)
         with live.http(user) as c:
             deadline = time.monotonic() + 60
