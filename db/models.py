@@ -167,3 +167,4 @@ class ResultSeries(Base):
 
 
 from db import conversions as _conversions  # noqa: E402, F401  (register on Base)
+from db import nas as _nas  # noqa: E402, F401  (register the table models on Base)

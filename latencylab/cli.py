@@ -12,12 +12,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from latencylab.cli_tables import table_app
 from latencylab.client import Client, LatencyLabError
 from latencylab.schemas import BenchmarkPublic, ResultPublic
 
 app = typer.Typer(help="LatencyLab: hardware-aware latency benchmarking.", no_args_is_help=True)
 token_app = typer.Typer(help="Manage API tokens (admin).", no_args_is_help=True)
 app.add_typer(token_app, name="token")
+app.add_typer(table_app, name="table")
 console = Console()
 err = Console(stderr=True)
 

@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -22,6 +22,16 @@ from latencylab.schemas import (
     Target,
     TokenPublic,
 )
+from latencylab.tables import (
+    PredictResponse,
+    SpacePublic,
+    TableCreate,
+    TableExport,
+    TablePublic,
+)
+
+if TYPE_CHECKING:
+    from latencylab.spaces import LocalPredictor
 
 DONE = {"succeeded", "partial", "failed"}
 
@@ -159,3 +169,119 @@ class Client:
     # ------------------------------------------------------------------ fleet
     def devices(self) -> list[DevicePublic]:
         return [DevicePublic.model_validate(d) for d in self._json(self.http.get("/devices"))]
+
+    # ------------------------------------------------------------------ latency tables
+    def spaces(self) -> list[SpacePublic]:
+        """The built-in NAS search spaces."""
+        return [SpacePublic.model_validate(s) for s in self._json(self.http.get("/spaces"))]
+
+    def create_table(
+        self,
+        space: str,
+        device: str = "local",
+        runtime: str = "onnxruntime",
+        resolution: int | None = None,
+        batch_size: int = 1,
+        threads: int = 1,
+        precision: str = "fp32",
+        **extra: Any,
+    ) -> TablePublic:
+        """Start (or find the identical) latency-table build; ``extra``: settings, statistic,
+        validate_n, seed, fresh (see :class:`latencylab.tables.TableCreate`)."""
+        body = TableCreate.model_validate(
+            {
+                "space": space,
+                "device": device,
+                "runtime": runtime,
+                "resolution": resolution,
+                "batch_size": batch_size,
+                "threads": threads,
+                "precision": precision,
+                **extra,
+            }
+        )
+        r = self.http.post("/tables", json=body.model_dump(mode="json", exclude_unset=True))
+        return TablePublic.model_validate(self._json(r))
+
+    def tables(self) -> list[TablePublic]:
+        return [TablePublic.model_validate(t) for t in self._json(self.http.get("/tables"))]
+
+    def table(self, table_id: int) -> TablePublic:
+        """A table's status, progress and (once validated) quality."""
+        return TablePublic.model_validate(self._json(self.http.get(f"/tables/{table_id}")))
+
+    def resume_table(self, table_id: int) -> TablePublic:
+        """Retry a table's failed blocks; measured entries are kept."""
+        r = self.http.post(f"/tables/{table_id}/resume")
+        return TablePublic.model_validate(self._json(r))
+
+    def wait_table(
+        self,
+        table_id: int,
+        timeout: float = 7200,
+        poll_s: float = 1.0,
+        on_update: Callable[[TablePublic], None] | None = None,
+    ) -> TablePublic:
+        """Poll until the table is built and validated (succeeded) or failed."""
+        deadline = time.monotonic() + timeout
+        while True:
+            table = self.table(table_id)
+            if on_update:
+                on_update(table)
+            if table.status in ("succeeded", "failed"):
+                return table
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"table {table_id} still {table.status} after {timeout}s")
+            time.sleep(poll_s)
+
+    def export_table(self, table_id: int, format: str = "json") -> str:
+        """The table as text: ``json``, ``csv`` or ``ofa-yaml`` (Once-for-All's LUT format)."""
+        r = self.http.get(f"/tables/{table_id}", params={"format": format}, timeout=300)
+        if r.status_code >= 400:
+            self._json(r)
+        return r.text
+
+    def table_export(self, table_id: int) -> TableExport:
+        """The table with every entry (``?format=json``), parsed."""
+        return TableExport.model_validate_json(self.export_table(table_id, "json"))
+
+    def predict(
+        self, table_id: int, architectures: Iterable[Any], resolution: int | None = None
+    ) -> PredictResponse:
+        """Server-side prediction: ``latency_ms`` (best predictor) and ``lut_sum_ms``."""
+        body = {"architectures": list(architectures), "resolution": resolution}
+        r = self.http.post(f"/tables/{table_id}/predict", json=body, timeout=300)
+        return PredictResponse.model_validate(self._json(r))
+
+    def latency_table(
+        self, table_id: int | None = None, *, wait: bool = True, **create: Any
+    ) -> LocalPredictor:
+        """A local predictor (>= 100k archs/s) of a table, downloaded once per client.
+
+        Give a ``table_id``, or the :meth:`create_table` arguments (``space=...``) to build or
+        reuse one (waiting for it when ``wait``). ``predict(archs)`` returns
+        ``(latency_ms, lut_sum_ms)`` as the server's predict does.
+        """
+        from latencylab.spaces import LocalPredictor
+
+        if table_id is None:
+            table_id = self.create_table(**create).id
+            if wait:
+                done = self.wait_table(table_id)
+                if done.status != "succeeded":
+                    raise LatencyLabError(409, f"table {table_id} {done.status}: {done.error}")
+        cache: dict[int, LocalPredictor] = self.__dict__.setdefault("_tables", {})
+        if table_id not in cache:
+            t = self.table_export(table_id)
+            if len(t.entries) < t.progress.blocks_total:
+                raise LatencyLabError(
+                    409,
+                    f"table {table_id} is {t.status}: {len(t.entries)} of "
+                    f"{t.progress.blocks_total} blocks measured",
+                )
+            entries = {k: e.model_dump() for k, e in t.entries.items()}
+            pred = LocalPredictor(t.space, entries, t.calibration, t.resolution)
+            if t.status != "succeeded":
+                return pred  # not final yet: do not cache
+            cache[table_id] = pred
+        return cache[table_id]

@@ -28,6 +28,7 @@ from server.routes import (
     health,
     models,
     pareto,
+    tables,
     tokens,
 )
 from server.store.jobs import expire_leases
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tokens,
         pareto,
         conversions,
+        tables,
     ):
         api.include_router(module.router)
     app.include_router(api)

@@ -1,0 +1,75 @@
+"""The job hooks of latency tables: record a block's or a network's measurement, then let
+the table advance (queue the next model, change phase). Imported by ``server.store.tables``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import Job, Result, utcnow
+from db.nas import LatencyTable, TableEntry, TableNetwork
+from server.store.hooks import on_job_finished
+from server.store.table_build import advance, safely
+
+
+def _stats(result: Result | None) -> tuple[dict[str, Any] | None, str | None]:
+    if result is not None and result.status == "succeeded" and result.latency:
+        return result.latency, None
+    return None, (result.error if result is not None else None) or "measurement failed"
+
+
+@on_job_finished("table_block")
+def block_finished(session: Session, job: Job, result: Result | None) -> None:
+    def run() -> None:
+        entry = session.scalar(select(TableEntry).where(TableEntry.job_id == job.id))
+        if entry is None:
+            return
+        lat, error = _stats(result)
+        entry.finished_at = utcnow()
+        if lat is None:
+            entry.status, entry.error = "failed", error or job.error
+        else:
+            std = float(lat.get("std") or 0.0)
+            entry.status, entry.error = "succeeded", None
+            entry.mean_ms, entry.p50_ms = float(lat["mean"]), lat.get("p50")
+            entry.min_ms = lat.get("min")
+            entry.var_ms2, entry.count = std * std, result.runs if result else 0
+        session.flush()
+        tables = session.scalars(
+            select(LatencyTable).where(
+                LatencyTable.status == "building",
+                LatencyTable.device_id == entry.device_id,
+                LatencyTable.runtime == entry.runtime,
+                LatencyTable.precision == entry.precision,
+                LatencyTable.batch_size == entry.batch_size,
+                LatencyTable.threads == entry.threads,
+            )
+        )
+        for table in list(tables):
+            advance(session, table)
+
+    safely(session, f"block job {job.id}", run)
+
+
+@on_job_finished("table_network")
+def network_finished(session: Session, job: Job, result: Result | None) -> None:
+    def run() -> None:
+        net = session.scalar(select(TableNetwork).where(TableNetwork.job_id == job.id))
+        if net is None:
+            return
+        lat, error = _stats(result)
+        net.finished_at = utcnow()
+        if lat is None:
+            net.status, net.error = "failed", error or job.error
+        else:
+            net.status, net.mean_ms, net.p50_ms = "succeeded", float(lat["mean"]), lat.get("p50")
+            net.min_ms = lat.get("min")
+        session.flush()
+        table = session.get(LatencyTable, net.table_id)
+        if table is not None:
+            advance(session, table)
+
+    safely(session, f"network job {job.id}", run)
