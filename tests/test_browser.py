@@ -3,7 +3,9 @@
 One coordinator (SQLite) with one real agent for the module, one browser for the module.
 Pareto points on two simulated devices are seeded through the public agent routes with
 chosen latencies; the front the page shows is checked against a brute-force computation
-here. Screenshots of every page land in ``test-artifacts/screenshots/``.
+here. A small real latency table (ofa-proxyless at 128 px, 5 validation networks, quick
+settings) is built from the tables page on the agent (about a minute). Screenshots of every
+page land in ``test-artifacts/screenshots/``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.conftest import AGENT_ENV, REPO, SERVER_ENV, Live, _env, _stop, _wait_for, free_port
 
@@ -481,60 +484,174 @@ def test_every_page_with_data(server: Live, context: Any, seeded: Any) -> None:
     page.wait_for_selector("#histogram .main-svg")
     tab.shot("model-seeded")
 
-    page = tab.open("/tables")
-    text = page.inner_text("main")
-    assert "No tables yet" in text or "Tables (" in text
-    tab.shot("tables")
     tab.close()
 
 
-def test_tables_page_against_the_tables_contract(server: Live, context: Any) -> None:
-    """The tables API is built elsewhere: serve its contract from the test to draw the page."""
-    rng = [(i, 2.0 + 0.37 * i, (2.0 + 0.37 * i) * (1 + ((i * 7) % 11 - 5) / 60)) for i in range(24)]
-    table = {
-        "id": 1,
-        "space": "ofa-mbv3",
-        "device": server.agent_name,
-        "runtime": "onnxruntime",
-        "precision": "fp32",
-        "resolution": 224,
-        "batch_size": 1,
-        "status": "succeeded",
-        "progress": {"done": 412, "total": 412},
-        "quality": {"n": 24, "acc5": 0.71, "acc10": 0.96, "rmspe": 0.052, "spearman": 0.981},
-        "validation": [
-            {"name": f"net-{i}", "measured_ms": m, "predicted_ms": p} for i, m, p in rng
-        ],
-    }
-    entries = {
-        f"expanded_conv-input:56x56x24-output:56x56x24-expand:{e}-kernel:{k}-stride:1-idskip:1": {
-            "mean": 0.1 * e + 0.02 * k,
-            "count": 50,
-            "var": 0.0001,
-        }
-        for e in (3, 4, 6)
-        for k in (3, 5, 7)
-    }
+def pct(x: float) -> str:
+    """The page's percentage of an API fraction (0.97 -> "97.0%")."""
+    return f"{100 * x:.1f}%"
 
-    def handle(route: Any) -> None:
-        url = route.request.url
-        if "format=json" in url:
-            body: Any = entries
-        elif re.search(r"/tables/1(\?|$)", url):
-            body = table
-        elif url.endswith("/tables"):
-            body = [table]
-        else:
-            body = [{"name": "ofa-mbv3"}, {"name": "ofa-proxyless"}]
-        route.fulfill(status=200, content_type="application/json", body=json.dumps(body))
 
+def test_tables_page_builds_a_real_table(server: Live, context: Any) -> None:
+    """A real small table (ofa-proxyless at 128 px, 103 blocks, N whole networks) built from
+    the page's form on the module's agent: progress, quality report, scatter, entries, predict
+    and exports, each checked against what the API returns."""
+    n = 5
     tab = Page(context, server)
-    tab.page.route(re.compile(r".*/api/v1/(tables|spaces).*"), handle)
     page = tab.open("/tables")
+    assert "No tables yet" in page.inner_text("#table-list")
+    page.select_option("#table-form select[name=space]", "ofa-proxyless")
+    page.select_option("#table-form select[name=resolution]", "128")
+    page.select_option("#table-form select[name=device]", server.agent_name)
+    page.select_option("#table-form select[name=runtime]", "onnxruntime")
+    page.fill("#table-form input[name=threads]", "1")
+    page.fill("#table-form input[name=validate_n]", str(n))
+    page.select_option("#table-form select[name=measure]", "quick")
+    page.click("#table-build")
+    page.wait_for_selector("#table-detail[data-table-id] #table-progress")
+    table_id = int(page.get_attribute("#table-detail", "data-table-id") or 0)
+    assert re.search(rf"table={table_id}$", page.url)
+
+    # Live progress from polling: the bar moves, through both phases, up to done.
+    seen: list[tuple[str, int, int]] = []
+    deadline = time.monotonic() + 150
+    while True:
+        bar = page.locator("#table-progress .progress-row")
+        state = page.get_attribute("#table-progress", "data-status") or ""
+        done, total = (
+            int(bar.get_attribute("data-done") or -1),
+            int(bar.get_attribute("data-total") or -1),
+        )
+        if not seen or seen[-1] != (state, done, total):
+            seen.append((state, done, total))
+            if (
+                state == "building"
+                and 20 <= done < 60
+                and not any(s[0] == "building" and s[1] >= 20 for s in seen[:-1])
+            ):
+                page.evaluate("window.scrollTo(0, 0)")
+                tab.shot("tables-building")
+        if state in ("succeeded", "failed"):
+            break
+        assert time.monotonic() < deadline, f"table still {state}: {seen[-3:]}"
+        page.wait_for_timeout(200)
+    assert state == "succeeded", page.inner_text("#table-detail")
+    assert all(t == 103 + n for _, _, t in seen), seen
+    states = [s for s, _, _ in seen]
+    assert states[0] == "building" and "validating" in states, states
+    dones = [d for _, d, _ in seen]
+    assert dones == sorted(dones) and len({d for s, d, _ in seen if s != "succeeded"}) > 2, seen
+    assert seen[-1][1] == 103 + n
+
+    with server.http(server.user_token) as c:
+        t = c.get(f"/tables/{table_id}").json()
+        exp = c.get(f"/tables/{table_id}", params={"format": "json"}).json()
+        csv_text = c.get(f"/tables/{table_id}", params={"format": "csv"}).text
+        first = next(v for v in exp["validation"] if v["status"] == "succeeded")
+        pred = c.post(f"/tables/{table_id}/predict", json={"architectures": [first["arch"]]}).json()
+    q = t["quality"]
+    assert q["n"] == n and t["device"] == server.agent_name and t["resolution"] == 128
+
+    # The list: status, progress and the ±10% accuracy of the table.
+    page.wait_for_selector(f"#table-list tr[data-table-id='{table_id}'][data-status=succeeded]")
+    row = page.inner_text(f"#table-list tr[data-table-id='{table_id}']")
+    assert pct(q["acc10"]) in row and f"{103 + n} / {103 + n}" in row and "128 px" in row
+
+    # The quality report: both predictors' figures, as the API gives them.
     page.wait_for_selector("#quality-chart .main-svg")
-    assert "within ±10%" in page.inner_text("#table-detail")
-    names = page.evaluate("document.getElementById('quality-chart').data.map(d => d.name)")
-    assert "±10%" in names and "networks" in names
-    assert page.locator("#table-detail tbody tr").count() == len(entries)
-    tab.shot("tables-contract")
+    report = "#quality-report tr[data-predictor='{}'] [data-metric='{}']"
+    scored = {"lut_sum": q["lut_sum"], "linear": q.get("calibrated")}
+    for predictor, figures in scored.items():
+        if figures is None:
+            assert page.locator(f"#quality-report tr[data-predictor='{predictor}']").count() == 0
+            continue
+        assert page.inner_text(report.format(predictor, "n")) == str(n)
+        for key in ("acc5", "acc10", "rmspe"):
+            assert page.inner_text(report.format(predictor, key)) == pct(figures[key]), key
+        assert page.inner_text(report.format(predictor, "spearman")) == f"{figures['spearman']:.3f}"
+    assert page.inner_text("[data-stat=acc10] .stat-value") == pct(q["acc10"])
+    assert (
+        page.get_attribute(f"#quality-report tr[data-predictor='{q['predictor']}']", "class")
+        == "selected"
+    )
+
+    # The scatter: one marker per validated network per predictor shown, and the ±10% band.
+    traces = page.evaluate(
+        "document.getElementById('quality-chart').data.map(d => [d.name, d.x, d.y])"
+    )
+    by_name = {name: (x, y) for name, x, y in traces}
+    assert "±10%" in by_name and "LUT sum" in by_name
+    x, y = by_name["LUT sum"]
+    assert len(x) == len(y) == n
+    assert x == pytest.approx([p["measured_ms"] for p in q["points"]])
+    assert y == pytest.approx([p["lut_sum_ms"] for p in q["points"]])
+    if q["predictor"] == "linear":
+        assert by_name["calibrated"][1] == pytest.approx([p["predicted_ms"] for p in q["points"]])
+    else:
+        assert "calibrated" not in by_name
+
+    # The entries browser lists the API's entries, with their statistic and run count.
+    keys = page.eval_on_selector_all(
+        "#entries-list tr[data-key]", "rs => rs.map(r => r.dataset.key)"
+    )
+    assert keys == list(exp["entries"]) and len(keys) == 103
+    key, entry = next((k, e) for k, e in exp["entries"].items() if k.startswith("mbconv-"))
+    cells = page.locator(f"#entries-list tr[data-key='{key}'] td").all_inner_texts()
+    assert cells[1] == "mbconv" and cells[5] == str(entry["count"]) and cells[7] == "measured"
+    assert float(cells[4]) == pytest.approx(entry["mean"], abs=1e-4)
+    page.fill("input[name=entry-filter]", "k7-s2")
+    want = [k for k in exp["entries"] if "k7-s2" in k]
+    assert page.locator("#entries-list tr[data-key]").count() == len(want) > 0
+    page.fill("input[name=entry-filter]", "")
+
+    # Predict: the prefilled validation network, both numbers as the API computes them.
+    page.click("#predict-form button[type=submit]")
+    page.wait_for_selector("#predict-result tbody tr")
+    shown = page.inner_text("#predict-result [data-value=latency_ms]")
+    assert shown == f"{pred['latency_ms'][0]:.3f} ms"
+    assert (
+        page.inner_text("#predict-result [data-value=lut_sum_ms]")
+        == f"{pred['lut_sum_ms'][0]:.3f} ms"
+    )
+
+    # Exports: authenticated downloads of the same bytes as the API's.
+    formats = page.eval_on_selector_all("a[data-format]", "as => as.map(a => a.dataset.format)")
+    assert formats == ["csv", "json", "ofa-yaml"]
+    with page.expect_download() as dl:
+        page.click("a[data-format=csv]")
+    assert Path(dl.value.path()).read_text() == csv_text
+    assert dl.value.suggested_filename == f"latency-table-{table_id}-ofa-proxyless-128.csv"
+
+    page.evaluate("window.scrollTo(0, 0)")
+    tab.shot("tables")
+    box = page.locator("#table-detail").bounding_box()  # at scroll 0: page coordinates
+    assert box is not None
+    page.screenshot(path=str(SHOTS / "table.png"), full_page=True, clip=box)
+
+    # A failed block: forget one measured entry of this scope, rebuild it with a timeout that
+    # cannot be met; the page shows the failed table, the block's status and its error.
+    key = next(k for k in exp["entries"] if k.startswith("mbconv-"))
+    engine = create_engine(server.database_url)
+    with engine.begin() as conn:
+        sql = "UPDATE table_entries SET status='pending' WHERE block_key=:k"
+        assert conn.execute(text(sql), {"k": key}).rowcount == 1
+    engine.dispose()
+    broken = {"warmup_runs": 1, "min_runs": 5, "timeout_s": 0.001, "profile": False}
+    body = {"space": "ofa-proxyless", "device": server.agent_name, "resolution": 128}
+    body |= {"threads": 1, "validate_n": 0, "fresh": True, "settings": broken}
+    with server.http(server.user_token) as c:
+        failed_id = c.post("/tables", json=body).json()["id"]
+    page = tab.open(f"/tables?table={failed_id}")
+    page.wait_for_selector("#table-detail[data-status=failed]", timeout=90_000)
+    with server.http(server.user_token) as c:
+        failed = c.get(f"/tables/{failed_id}").json()
+    assert [b["key"] for b in failed["failed_blocks"]] == [key]
+    page.wait_for_selector(f"#entries-list tr[data-key='{key}'][data-status=failed]")
+    cells = page.locator(f"#entries-list tr[data-key='{key}'] td").all_inner_texts()
+    assert cells[7] == "failed" and cells[8] == failed["failed_blocks"][0]["error"]
+    assert failed["error"] in page.inner_text("#table-detail")
+    assert "102 measured, 1 failed" in page.inner_text("#entries")
+    page.select_option("select[name=entry-status]", "failed")
+    assert page.locator("#entries-list tr[data-key]").count() == 1
+    tab.shot("table-failed")
     tab.close()

@@ -1,125 +1,102 @@
-// Pieces of the latency-tables page: quality report, entries browser, build form.
-import { api } from "../api.js";
+// A table's quality report: nn-Meter's ±5% / ±10% accuracy, RMSPE and Spearman ρ of the plain
+// LUT sum and of the calibrated predictor, and the predicted-vs-measured scatter with the ±10% band.
 import { COLORS, plot } from "../charts.js";
-import { navigate } from "../nav.js";
-import { card, clear, errorBox, field, fmtNum, h, select, table } from "../ui.js";
+import { card, fmtNum, h, table } from "../ui.js";
 
-const PRED = ["predicted_ms", "predicted", "prediction_ms", "pred_ms", "lut_ms", "latency_ms"];
-const MEAS = ["measured_ms", "measured", "actual_ms", "true_ms", "real_ms"];
-
-function pick(obj, keys) {
-  for (const k of keys) if (typeof obj[k] === "number") return obj[k];
-  return undefined;
+/** A fraction as a percentage (the API's accuracy figures are fractions: 0.97 = 97%). */
+export function pct(x, digits = 1) {
+  return typeof x === "number" ? `${(100 * x).toFixed(digits)}%` : "–";
 }
 
-/** The validation points of a table, wherever the API puts them: [{predicted, measured, label}]. */
-export function validationPoints(t) {
-  const q = t.quality || {};
-  const v = t.validation || {};
-  const candidates = [t.validation_points, q.points, q.validation, v.points, t.validation, t.points];
-  for (const c of candidates) {
-    if (!Array.isArray(c) || !c.length) continue;
-    const pts = c
-      .map((p, i) => ({ predicted: pick(p, PRED), measured: pick(p, MEAS), label: p.name || p.arch_id || p.key || `network ${i + 1}` }))
-      .filter((p) => p.predicted !== undefined && p.measured !== undefined);
-    if (pts.length) return pts;
-  }
-  return [];
-}
+const METRICS = [
+  ["n", "networks", (q) => String(q.n)],
+  ["acc5", "within ±5%", (q) => pct(q.acc5)],
+  ["acc10", "within ±10%", (q) => pct(q.acc10)],
+  ["rmspe", "RMSPE", (q) => pct(q.rmspe)],
+  ["spearman", "Spearman ρ", (q) => fmtNum(q.spearman, 3)],
+  ["bias", "bias", (q) => (typeof q.bias === "number" ? `${q.bias >= 0 ? "+" : ""}${pct(q.bias)}` : "–")],
+];
 
-function stat(label, value) {
-  return h("div", { class: "stat small" }, h("span", { class: "stat-value" }, value), h("span", { class: "stat-label" }, label));
-}
-
-export function qualityView(t) {
+function predictorRows(t) {
   const q = t.quality;
-  const pts = validationPoints(t);
-  const pct = (x) => (typeof x === "number" ? `${fmtNum(100 * x, 1)}%` : "–");
-  const stats = q
-    ? h("div", { class: "stats stats-col" }, stat("networks", q.n ?? "–"), stat("within ±5%", pct(q.acc5)), stat("within ±10%", pct(q.acc10)), stat("RMSPE", pct(q.rmspe)), stat("Spearman ρ", fmtNum(q.spearman, 3)))
-    : h("p", { class: "muted" }, "The quality report appears once the table has been validated against whole networks.");
+  const cal = t.calibration;
+  const rows = [{ id: "lut_sum", label: "LUT sum (Σ blocks)", q: q.lut_sum || q }];
+  if (q.calibrated) {
+    const how = cal ? `a·sum + b (a ${fmtNum(cal.a, 3)}, b ${fmtNum(cal.b, 3)} ms)` : "a·sum + b";
+    rows.push({ id: "linear", label: `calibrated: ${how}, out of sample`, q: q.calibrated });
+  }
+  return rows;
+}
+
+function reportTable(t) {
+  const best = t.quality.predictor;
+  return table(
+    [
+      { label: "predictor", value: (r) => [r.label, r.id === best ? h("span", { class: "tag", title: "what predict's latency_ms uses" }, "used") : null] },
+      ...METRICS.map(([key, label, fmt]) => ({ label, class: "num", value: (r) => h("span", { dataset: { metric: key } }, fmt(r.q)) })),
+    ],
+    predictorRows(t),
+    { rowAttrs: (r) => ({ dataset: { predictor: r.id }, class: r.id === best ? "selected" : "" }) },
+  );
+}
+
+function stat(label, value, key) {
+  return h("div", { class: "stat small", dataset: { stat: key } }, h("span", { class: "stat-value" }, value), h("span", { class: "stat-label" }, label));
+}
+
+function scatter(el, t, validation) {
+  const pts = t.quality.points || [];
+  const ok = (validation || []).filter((v) => v.status === "succeeded");
+  const label = (p, i) => `network #${p.idx ?? (ok[i] ? ok[i].idx : i)}`;
+  const all = pts.flatMap((p) => [p.measured_ms, p.lut_sum_ms, p.predicted_ms]);
+  const lo = Math.min(...all) * 0.85;
+  const hi = Math.max(...all) * 1.1;
+  const xs = [lo, hi];
+  const marker = (i) => ({ color: COLORS[i], size: 9, line: { color: "#fff", width: 1 } });
+  const trace = (name, key, i) => ({
+    x: pts.map((p) => p.measured_ms),
+    y: pts.map((p) => p[key]),
+    text: pts.map(label),
+    mode: "markers",
+    type: "scatter",
+    name,
+    marker: marker(i),
+    hovertemplate: `<b>%{text}</b><br>measured %{x:.3f} ms<br>${name} %{y:.3f} ms<extra></extra>`,
+  });
+  const traces = [
+    { x: xs, y: xs.map((x) => x * 0.9), mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false },
+    { x: xs, y: xs.map((x) => x * 1.1), mode: "lines", line: { width: 0 }, fill: "tonexty", fillcolor: "rgba(5,150,105,0.14)", name: "±10%", hoverinfo: "skip" },
+    { x: xs, y: xs, mode: "lines", line: { color: "#6b7280", dash: "dot", width: 1 }, name: "predicted = measured", hoverinfo: "skip" },
+    trace("LUT sum", "lut_sum_ms", 0),
+  ];
+  if (t.quality.predictor === "linear") traces.push(trace("calibrated", "predicted_ms", 1));
+  const axis = (text) => ({ title: { text }, range: xs, gridcolor: "#e5e7eb", zeroline: false });
+  plot(el, traces, { height: 440, legend: { orientation: "h", y: -0.18, traceorder: "normal" }, xaxis: axis("measured latency (ms)"), yaxis: axis("predicted latency (ms)") });
+}
+
+export function qualityView(t, validation) {
+  const q = t.quality;
+  if (!q) {
+    const why = t.status === "failed" ? "The table failed before it was validated." : t.settings.validate_n === 0 ? "This table was built without validation networks (validate_n 0)." : "The quality report appears once the validation networks have been measured whole.";
+    return card("Quality", h("p", { class: "muted", id: "quality-report" }, why));
+  }
   const chart = h("div", { class: "chart", id: "quality-chart" });
-  const out = card("Quality: predicted vs measured", h("div", { class: "quality" }, pts.length ? chart : h("p", { class: "muted" }, "No validation points yet."), stats));
-  if (pts.length) {
-    const hi = Math.max(...pts.flatMap((p) => [p.predicted, p.measured])) * 1.08;
-    const xs = [0, hi];
-    plot(
-      chart,
-      [
-        { x: xs, y: xs.map((x) => x * 0.9), mode: "lines", line: { width: 0 }, hoverinfo: "skip", showlegend: false },
-        { x: xs, y: xs.map((x) => x * 1.1), mode: "lines", line: { width: 0 }, fill: "tonexty", fillcolor: "rgba(5,150,105,0.15)", name: "±10%", hoverinfo: "skip" },
-        { x: xs, y: xs, mode: "lines", line: { color: "#6b7280", dash: "dot" }, name: "predicted = measured", hoverinfo: "skip" },
-        {
-          x: pts.map((p) => p.measured),
-          y: pts.map((p) => p.predicted),
-          text: pts.map((p) => p.label),
-          mode: "markers",
-          type: "scatter",
-          name: "networks",
-          marker: { color: COLORS[0], size: 8 },
-          hovertemplate: "<b>%{text}</b><br>measured %{x:.3f} ms<br>predicted %{y:.3f} ms<extra></extra>",
-        },
-      ],
-      { height: 460, xaxis: { title: { text: "measured latency (ms)" }, range: xs, gridcolor: "#e5e7eb" }, yaxis: { title: { text: "predicted latency (ms)" }, range: xs, gridcolor: "#e5e7eb" } },
-    );
-  }
+  const stats = h(
+    "div",
+    { class: "stats stats-col" },
+    h("span", { class: "muted" }, `Predictor in use: ${q.predictor === "linear" ? "calibrated a·sum + b" : "LUT sum"}`),
+    stat("networks measured whole", q.n, "n"),
+    stat("within ±10%", pct(q.acc10), "acc10"),
+    stat("within ±5%", pct(q.acc5), "acc5"),
+    stat("RMSPE", pct(q.rmspe), "rmspe"),
+    stat("Spearman ρ", fmtNum(q.spearman, 3), "spearman"),
+  );
+  const out = card(
+    "Quality: predicted vs measured",
+    h("div", { class: "quality" }, chart, stats),
+    h("div", { id: "quality-report" }, reportTable(t)),
+    h("p", { class: "muted small-print" }, q.method, ". Accuracy is nn-Meter's: the share of networks predicted within ±5% / ±10% of their measured latency."),
+  );
+  scatter(chart, t, validation);
   return out;
-}
-
-function entryRows(data) {
-  if (!data) return [];
-  if (Array.isArray(data)) return data.filter((r) => r && typeof r === "object");
-  if (typeof data === "object") {
-    if (data.entries) return entryRows(data.entries);
-    return Object.entries(data)
-      .filter(([, v]) => v && typeof v === "object" && !Array.isArray(v))
-      .map(([key, v]) => ({ key, ...v }));
-  }
-  return [];
-}
-
-export function entriesBrowser(data) {
-  const rows = entryRows(data);
-  if (!rows.length) return card("Entries", h("p", { class: "muted" }, "No entries yet."));
-  const cols = Object.keys(rows[0]).filter((k) => typeof rows[0][k] !== "object").slice(0, 7);
-  const search = h("input", { type: "search", placeholder: "filter keys, e.g. expand:6-kernel:5" });
-  const list = h("div");
-  const draw = () => {
-    const words = search.value.toLowerCase().split(/\s+/).filter(Boolean);
-    const hits = rows.filter((r) => words.every((w) => JSON.stringify(r).toLowerCase().includes(w)));
-    clear(
-      list,
-      h("p", { class: "muted" }, `${hits.length} of ${rows.length} entries${hits.length > 200 ? " (first 200 shown)" : ""}`),
-      table(
-        cols.map((c) => ({ label: c, class: typeof rows[0][c] === "number" ? "num" : "", value: (r) => (typeof r[c] !== "number" ? String(r[c] ?? "") : Number.isInteger(r[c]) ? String(r[c]) : fmtNum(r[c], 4)) })),
-        hits.slice(0, 200),
-      ),
-    );
-  };
-  search.addEventListener("input", draw);
-  draw();
-  return card("Entries", field("Filter", search), list);
-}
-
-export function buildForm(spaces, devices, onCreated) {
-  const list = Array.isArray(spaces) ? spaces : (spaces && (spaces.spaces || Object.keys(spaces))) || [];
-  const names = list.map((s) => (typeof s === "string" ? s : s.name || s.id)).filter(Boolean);
-  if (!names.length) return h("p", { class: "muted" }, "No search spaces are served by this coordinator yet.");
-  const space = select(names, names[0], { name: "space" });
-  const device = select(devices.map((d) => d.name), devices[0] && devices[0].name, { name: "device" });
-  const runtime = select(["onnxruntime", "tflite", "openvino", "tensorrt", "coreml"], "onnxruntime", { name: "runtime" });
-  const resolution = h("input", { type: "number", name: "resolution", value: "224", min: "32", size: 5 });
-  const threads = h("input", { type: "number", name: "threads", value: "1", min: "0", size: 4 });
-  const status = h("div");
-  const onsubmit = async (ev) => {
-    ev.preventDefault();
-    clear(status);
-    try {
-      const t = await api("/tables", { method: "POST", body: { space: space.value, device: device.value, runtime: runtime.value, resolution: Number(resolution.value), threads: Number(threads.value), batch_size: 1, precision: "fp32" } });
-      onCreated ? onCreated(t) : navigate(`/tables?table=${t.id}`);
-    } catch (err) {
-      status.append(errorBox(err));
-    }
-  };
-  return h("form", { onsubmit }, h("div", { class: "row" }, field("Space", space), field("Device", device), field("Runtime", runtime), field("Resolution", resolution), field("Threads", threads), h("button", { type: "submit", class: "primary" }, "Build")), status);
 }
