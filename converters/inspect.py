@@ -74,7 +74,6 @@ def inspect_model(path: str | Path) -> ModelInfo:
 
 def inspect_onnx(path: str | Path) -> ModelInfo:
     import onnx
-    from onnx import helper
 
     try:
         model = onnx.load(str(path), load_external_data=False)
@@ -83,6 +82,13 @@ def inspect_onnx(path: str | Path) -> ModelInfo:
             f"{Path(path).name} is not a valid ONNX model ({type(exc).__name__}: {exc})",
             hint="upload a file written by onnx.save / torch.onnx.export",
         ) from exc
+    return onnx_signature(model)
+
+
+def onnx_signature(model: Any) -> ModelInfo:
+    """Inputs (initializers excluded), outputs and opset of a loaded ``onnx.ModelProto``."""
+    from onnx import helper
+
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
     initializers = {init.name for init in model.graph.initializer}
 

@@ -161,35 +161,6 @@ def inspect_upload(path: Path, fmt: str, workdir: Path, max_total: int) -> Model
     raise ModelRejected(f"unsupported format {fmt!r}. Supported: {SUPPORTED}", 415)
 
 
-def _dims(type_proto: Any) -> list[int | str | None]:
-    dims: list[int | str | None] = []
-    for d in type_proto.tensor_type.shape.dim:
-        if d.HasField("dim_value"):
-            dims.append(int(d.dim_value))
-        elif d.HasField("dim_param"):
-            dims.append(d.dim_param)
-        else:
-            dims.append(None)
-    return dims
-
-
-def _tensor_specs(values: Any, skip: set[str]) -> list[dict[str, Any]]:
-    from onnx import helper
-
-    specs = []
-    for v in values:
-        if v.name in skip:
-            continue
-        tt = v.type.tensor_type
-        if not v.type.HasField("tensor_type"):
-            raise ModelRejected(
-                f"graph value '{v.name}' is not a tensor; only tensor I/O is supported"
-            )
-        dtype = str(helper.tensor_dtype_to_np_dtype(tt.elem_type)) if tt.elem_type else "unknown"
-        specs.append({"name": v.name, "shape": _dims(v.type), "dtype": dtype})
-    return specs
-
-
 def inspect_onnx(path: Path) -> ModelInfo:
     """Validate with ``onnx.checker`` (full check) and read inputs, outputs and opset."""
     import onnx
@@ -214,16 +185,23 @@ def inspect_onnx(path: Path) -> ModelInfo:
         raise ModelRejected(f"ONNX checker rejected the model: {first}") from exc
     except Exception as exc:  # shape inference errors surface as assorted types
         raise ModelRejected(f"ONNX checker rejected the model: {exc}") from exc
-    inits = {i.name for i in model.graph.initializer}
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
-    inputs = _tensor_specs(model.graph.input, inits)
-    if not inputs:
+    from dataclasses import asdict
+
+    from converters.inspect import onnx_signature
+
+    for v in [*model.graph.input, *model.graph.output]:
+        if not v.type.HasField("tensor_type"):
+            raise ModelRejected(
+                f"graph value '{v.name}' is not a tensor; only tensor I/O is supported"
+            )
+    sig = onnx_signature(model)
+    if not sig.inputs:
         raise ModelRejected("the ONNX graph has no inputs to feed")
     return ModelInfo(
         format="onnx",
-        inputs=inputs,
-        outputs=_tensor_specs(model.graph.output, set()),
-        opset=opset,
+        inputs=[asdict(t) for t in sig.inputs],
+        outputs=[asdict(t) for t in sig.outputs],
+        opset=sig.opset,
         extra={"producer": model.producer_name or None, "ir_version": model.ir_version},
     )
 
