@@ -281,14 +281,15 @@ def test_pytorch_onnx_through_onnx2torch(onnx_mlp: Path) -> None:
 
     inputs = [TensorSpec(name="x", shape=["N", 64], dtype="float32")]
     spec = _spec("pytorch", onnx_mlp, "onnx", inputs=inputs, batch_size=2)
-    try:
-        import onnx2torch  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("onnx2torch") is None:
         with pytest.raises(RuntimeError, match=r"needs onnx2torch.*upload a torch\.export \.pt2"):
             PyTorchRunner(spec).__enter__()
         return
     with PyTorchRunner(spec) as runner:
         assert runner.timed_infer(runner.prepare_inputs(0)) > 0
+    r = run_isolated(spec, workdir=onnx_mlp.parent / "pt-onnx")  # end to end, like an agent
+    assert r.status == "succeeded", r.error
+    assert r.latency_ms is not None and r.runs >= spec.settings.min_runs
 
 
 def test_pytorch_rejects_unknown_format(tmp_path: Path) -> None:

@@ -50,15 +50,18 @@ def _model_format(spec: MeasureSpec) -> str:
 
 
 def _onnx_to_torch(path: str) -> Any:
-    try:
-        from onnx2torch import convert
-    except ImportError as exc:
+    """ONNX -> torch through the converters' onnx2torch bridge (which stands in for a missing
+    torchvision, needed by onnx2torch only for NMS/RoiAlign)."""
+    import importlib.util
+
+    if importlib.util.find_spec("onnx2torch") is None:
         raise RuntimeError(
-            f"running ONNX on the pytorch runner needs onnx2torch, which cannot be imported "
-            f"({exc}): pip install onnx2torch (and torchvision matching your torch), "
-            "or upload a torch.export .pt2 program"
-        ) from exc
-    return convert(path)
+            "running ONNX on the pytorch runner needs onnx2torch: pip install "
+            "'latencylab[convert]', or upload a torch.export .pt2 program"
+        )
+    from converters.bridge import onnx_to_torch
+
+    return onnx_to_torch(path)
 
 
 class PyTorchRunner(Runner):
