@@ -134,35 +134,22 @@ def check_pt2_archive(
     max_ratio: float = PT2_MAX_RATIO,
 ) -> None:
     """Reject archives that are not torch.export programs or that would inflate hugely."""
+    from converters.archives import check_zip
+
     name = Path(path).name
+    save_hint = (
+        "save the model with torch.export.save(torch.export.export(model, args), 'model.pt2')"
+    )
     if not zipfile.is_zipfile(path):
         raise ConversionInputError(
-            f"{name} is not a torch.export program (.pt2 files are zip archives)",
-            hint="save the model with torch.export.save(torch.export.export(model, args), 'model.pt2')",
+            f"{name} is not a torch.export program (.pt2 files are zip archives)", hint=save_hint
         )
-    with zipfile.ZipFile(path) as zf:
-        infos = zf.infolist()
-    if len(infos) > max_entries:
-        raise ConversionInputError(
-            f"{name} has {len(infos)} archive entries (limit {max_entries}): refusing to unpack it"
-        )
-    total = sum(i.file_size for i in infos)
-    packed = sum(i.compress_size for i in infos)
-    if total > max_uncompressed:
-        raise ConversionInputError(
-            f"{name} would unpack to {total / 1024**3:.1f} GiB (limit {max_uncompressed / 1024**3:.1f} GiB)",
-            hint="upload a smaller model, or an ONNX file with external data",
-        )
-    ratio = total / max(packed, 1)
-    worst = max((i.file_size / max(i.compress_size, 1) for i in infos), default=0.0)
-    if ratio > max_ratio or worst > max_ratio * 10:
-        raise ConversionInputError(
-            f"{name} looks like a zip bomb (compression ratio {max(ratio, worst):.0f}:1): refusing to load it",
-            hint="torch.export.save writes uncompressed archives; re-save the model with it",
-        )
+    infos = check_zip(
+        path, max_uncompressed, max_entries, max_ratio,
+        hint="torch.export.save writes uncompressed archives; re-save the model with it, or "
+        "upload an ONNX file with external data",
+    )  # fmt: skip
     names = [i.filename for i in infos]
-    if any(n.startswith("/") or ".." in Path(n).parts for n in names):
-        raise ConversionInputError(f"{name} contains unsafe paths: refusing to load it")
     if not any(
         n.endswith(("archive_format", "serialized_exported_program.json")) or "/models/" in n
         for n in names
@@ -170,7 +157,7 @@ def check_pt2_archive(
         raise ConversionInputError(
             f"{name} is a zip archive but not a torch.export program (no exported program inside; "
             "a torch.save checkpoint or TorchScript file is not enough)",
-            hint="save the model with torch.export.save(torch.export.export(model, args), 'model.pt2')",
+            hint=save_hint,
         )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.archives import ArchiveRejected, extract
+from converters.archives import ArchiveRejected, extract
 
 SUPPORTED = (
     "ONNX (.onnx, or a .zip holding one .onnx with its external data), a torch.export "

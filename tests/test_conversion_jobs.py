@@ -69,38 +69,38 @@ def _fresh_model(live: Live, tmp_path: Path) -> int:
 def test_benchmark_waits_for_its_conversion_then_runs_on_the_converted_artifact(
     live: Live, tmp_path: Path
 ) -> None:
+    # TensorRT engines are built on the GPU that runs them: the conversion job is addressed
+    # to this hand-driven GPU agent by name, so the fixture's real converter cannot take it.
     model = _fresh_model(live, tmp_path)
-    conv = Worker(live, "converter", {"convert:tflite": "test"})
-    phone = Worker(live, "phone", {"tflite": "2.3"})
+    gpu = conv = Worker(live, "gpu", {"convert:tensorrt": "test", "tensorrt": "10.0"})
     with live.http(live.user_token) as c:
         r = c.post(
             "/benchmarks",
             json={
                 "model_id": model,
                 "settings": FAST,
-                "targets": [{"runtime": "tflite", "device": phone.name}],
+                "targets": [{"runtime": "tensorrt", "device": gpu.name}],
             },
         )
         assert r.status_code == 202, r.text
         bench = r.json()
         assert bench["status"] == "running" and bench["jobs"][0]["status"] == "waiting"
         assert bench["jobs"][0]["progress"]["phase"] == "converting"
-        assert phone.lease() is None  # nothing to measure until the artifact exists
 
-        job = conv.lease()
+        job = conv.lease()  # the convert job; the benchmark job is not leasable yet
         assert job is not None and job["kind"] == "convert"
-        assert job["conversion"]["target"] == "tflite"
+        assert job["conversion"]["target"] == "tensorrt"
         assert job["conversion"]["input_shapes"] == {"x": [1, 256]}
         convs = c.get(f"/models/{model}/conversions").json()
         assert [x["status"] for x in convs] == ["running"]
 
-        art = conv.upload(job["id"], b"TFL3-fake-flatbuffer", "tflite")
+        art = conv.upload(job["id"], b"fake-serialized-engine", "tensorrt")
         log = conv.upload(job["id"], b"converted fine\n", "log")
         outcome = {
             "status": "succeeded",
             "artifact_sha256": art,
-            "artifact_format": "tflite",
-            "artifact_metadata": {"layout": "NHWC"},
+            "artifact_format": "tensorrt",
+            "artifact_metadata": {"trt_version": "10.0"},
             "log_sha256": log,
             "validation": {"max_abs_err": 1e-6, "max_rel_err": 2e-6, "passed": True},
         }
@@ -113,20 +113,23 @@ def test_benchmark_waits_for_its_conversion_then_runs_on_the_converted_artifact(
         assert body["validation"]["passed"] is True
         assert c.get(body["log"].removeprefix("/api/v1")).text == "converted fine\n"
 
-        leased = phone.lease()
-        assert leased is not None and leased["artifact_sha256"] == art
-        assert leased["artifact_format"] == "tflite"
-        assert leased["artifact_metadata"] == {"layout": "NHWC"}
+        leased = gpu.lease()  # now the benchmark job, on the converted artifact
+        assert leased is not None and leased["kind"] == "benchmark"
+        assert leased["artifact_sha256"] == art
+        assert leased["artifact_format"] == "tensorrt"
+        assert leased["artifact_metadata"] == {"trt_version": "10.0"}
 
         # An identical request reuses the stored artifact: no new conversion job.
-        r = c.post("/conversions", json={"model_id": model, "target": "tflite"})
+        r = c.post(
+            "/conversions", json={"model_id": model, "target": "tensorrt", "device": gpu.name}
+        )
         assert r.status_code == 202 and r.json()["id"] == body["id"]
         r = c.post(
             "/benchmarks",
             json={
                 "model_id": model,
                 "settings": FAST,
-                "targets": [{"runtime": "tflite", "device": phone.name}],
+                "targets": [{"runtime": "tensorrt", "device": gpu.name}],
             },
         )
         assert r.json()["jobs"][0]["status"] == "queued"
@@ -136,15 +139,15 @@ def test_a_failed_conversion_fails_its_benchmark_jobs_with_the_reason(
     live: Live, tmp_path: Path
 ) -> None:
     model = _fresh_model(live, tmp_path)
-    conv = Worker(live, "converter", {"convert:openvino": "test"})
-    cpu = Worker(live, "cpu", {"openvino": "2026"})
+    # Addressed to this hand-driven GPU agent (TensorRT), out of the real converter's reach.
+    conv = cpu = Worker(live, "gpu", {"convert:tensorrt": "test", "tensorrt": "10.0"})
     with live.http(live.user_token) as c:
         bench = c.post(
             "/benchmarks",
             json={
                 "model_id": model,
                 "settings": FAST,
-                "targets": [{"runtime": "openvino", "device": cpu.name}],
+                "targets": [{"runtime": "tensorrt", "device": cpu.name}],
             },
         ).json()
         job = conv.lease()
@@ -156,7 +159,7 @@ def test_a_failed_conversion_fails_its_benchmark_jobs_with_the_reason(
                 "status": "failed",
                 "log_sha256": log,
                 "error": {
-                    "step": "OpenVinoFromOnnx",
+                    "step": "TensorRTFromOnnx",
                     "op": "Foo",
                     "message": "op Foo is not supported",
                     "hint": "replace Foo or export with opset 17",
@@ -168,9 +171,12 @@ def test_a_failed_conversion_fails_its_benchmark_jobs_with_the_reason(
         done = c.get(f"/benchmarks/{bench['id']}").json()
         assert done["status"] == "failed"
         err = done["jobs"][0]["error"]
-        assert "conversion to openvino failed" in err and "replace Foo" in err
+        assert "conversion to tensorrt failed" in err and "replace Foo" in err
         # A failed conversion is not reused: asking again queues a new attempt.
-        again = c.post("/conversions", json={"model_id": model, "target": "openvino"}).json()
+        again = c.post(
+            "/conversions",
+            json={"model_id": model, "target": "tensorrt", "device": cpu.name},
+        ).json()
         assert again["status"] == "queued" and again["id"] != r.json()["id"]
 
 
@@ -183,7 +189,8 @@ def test_conversion_requests_are_checked(live: Live, model_id: int) -> None:
         r = c.post("/conversions", json={"model_id": model_id, "target": "tensorrt"})
         assert r.status_code == 422 and "device" in r.json()["detail"]
         r = c.post(
-            "/conversions", json={"model_id": model_id, "target": "tensorrt", "device": "class:gpu"}
+            "/conversions",
+            json={"model_id": model_id, "target": "tensorrt", "device": "gpu:NVIDIA H100"},
         )
         assert r.status_code == 422 and "TensorRT" in r.json()["detail"]
         assert c.get("/conversions/999999").status_code == 404
@@ -192,10 +199,10 @@ def test_conversion_requests_are_checked(live: Live, model_id: int) -> None:
 
 def test_only_the_holder_uploads_and_reports(live: Live, tmp_path: Path) -> None:
     model = _fresh_model(live, tmp_path)
-    conv = Worker(live, "converter", {"convert:coreml": "test"})
-    other = Worker(live, "converter", {"convert:coreml": "test"})
+    conv = Worker(live, "gpu", {"convert:tensorrt": "test"})
+    other = Worker(live, "gpu", {"convert:tensorrt": "test"})
     with live.http(live.user_token) as c:
-        c.post("/conversions", json={"model_id": model, "target": "coreml"})
+        c.post("/conversions", json={"model_id": model, "target": "tensorrt", "device": conv.name})
     job = conv.lease()
     assert job is not None
     r = other.http.post(
