@@ -72,7 +72,7 @@ def test_benchmark_waits_for_its_conversion_then_runs_on_the_converted_artifact(
     # TensorRT engines are built on the GPU that runs them: the conversion job is addressed
     # to this hand-driven GPU agent by name, so the fixture's real converter cannot take it.
     model = _fresh_model(live, tmp_path)
-    gpu = conv = Worker(live, "gpu", {"convert:tensorrt": "test", "tensorrt": "10.0"})
+    gpu = conv = Worker(live, "gpu-sim", {"convert:tensorrt": "test", "tensorrt": "10.0"})
     with live.http(live.user_token) as c:
         r = c.post(
             "/benchmarks",
@@ -140,7 +140,7 @@ def test_a_failed_conversion_fails_its_benchmark_jobs_with_the_reason(
 ) -> None:
     model = _fresh_model(live, tmp_path)
     # Addressed to this hand-driven GPU agent (TensorRT), out of the real converter's reach.
-    conv = cpu = Worker(live, "gpu", {"convert:tensorrt": "test", "tensorrt": "10.0"})
+    conv = cpu = Worker(live, "gpu-sim", {"convert:tensorrt": "test", "tensorrt": "10.0"})
     with live.http(live.user_token) as c:
         bench = c.post(
             "/benchmarks",
@@ -199,8 +199,8 @@ def test_conversion_requests_are_checked(live: Live, model_id: int) -> None:
 
 def test_only_the_holder_uploads_and_reports(live: Live, tmp_path: Path) -> None:
     model = _fresh_model(live, tmp_path)
-    conv = Worker(live, "gpu", {"convert:tensorrt": "test"})
-    other = Worker(live, "gpu", {"convert:tensorrt": "test"})
+    conv = Worker(live, "gpu-sim", {"convert:tensorrt": "test"})
+    other = Worker(live, "gpu-sim", {"convert:tensorrt": "test"})
     with live.http(live.user_token) as c:
         c.post("/conversions", json={"model_id": model, "target": "tensorrt", "device": conv.name})
     job = conv.lease()
