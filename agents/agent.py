@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
+import tempfile
 import threading
 import time
 import zipfile
@@ -175,14 +176,7 @@ class Agent:
         meta = job.artifact_metadata
         if meta.get("archive") != "zip":
             return path
-        target = path.with_name(path.name + ".d")
-        if not target.is_dir():
-            tmp = path.with_name(path.name + ".unpacking")
-            shutil.rmtree(tmp, ignore_errors=True)
-            with zipfile.ZipFile(path) as zf:
-                zf.extractall(tmp)
-            tmp.rename(target)
-        return target / str(meta.get("entry", ""))
+        return unpack_once(path) / str(meta.get("entry", ""))
 
     def _measure(self, job: LeasedJob, workdir: Path) -> MeasureResult:
         try:
@@ -221,6 +215,29 @@ class Agent:
                 return False
         log.error("giving up on %s; the job's lease will expire and it will be retried", what)
         return False
+
+
+def unpack_once(path: Path) -> Path:
+    """Unpack a cached zip next to it (``<sha>.d``) once, safely when agents share a cache.
+
+    Each caller unpacks into a private directory and renames it into place; whoever renames
+    first wins and the others drop their copy.
+    """
+    target = path.with_name(path.name + ".d")
+    if target.is_dir():
+        return target
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.unpacking-"))
+    try:
+        with zipfile.ZipFile(path) as zf:
+            zf.extractall(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not target.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
 
 
 def run_agent(agent: Agent) -> None:
