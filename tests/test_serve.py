@@ -13,14 +13,25 @@ import httpx
 from tests.conftest import REPO, _env, _stop, free_port
 
 
-def test_serve_starts_coordinator_and_local_agent(tmp_path: Path, model_files: dict[str, Path]) -> None:
+def test_serve_starts_coordinator_and_local_agent(
+    tmp_path: Path, model_files: dict[str, Path]
+) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     data = tmp_path / "data"
     log = tmp_path / "serve.log"
     with log.open("wb") as fh:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "latencylab", "serve", "--port", str(port), "--data-dir", str(data)],
+            [
+                sys.executable,
+                "-m",
+                "latencylab",
+                "serve",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data),
+            ],
             cwd=REPO,
             env=_env({}),
             stdout=fh,
@@ -35,8 +46,14 @@ def test_serve_starts_coordinator_and_local_agent(tmp_path: Path, model_files: d
             if token_file.is_file():
                 token = token_file.read_text().strip()
                 try:
-                    r = httpx.get(f"{url}/api/v1/devices", headers={"Authorization": f"Bearer {token}"})
-                    devices = [d for d in r.json() if d["status"] == "online"] if r.status_code == 200 else []
+                    r = httpx.get(
+                        f"{url}/api/v1/devices", headers={"Authorization": f"Bearer {token}"}
+                    )
+                    devices = (
+                        [d for d in r.json() if d["status"] == "online"]
+                        if r.status_code == 200
+                        else []
+                    )
                 except httpx.TransportError:
                     pass
             time.sleep(0.3)
@@ -46,18 +63,44 @@ def test_serve_starts_coordinator_and_local_agent(tmp_path: Path, model_files: d
         assert f"LatencyLab is running at {url}" in out and token in out
 
         # The quick start, as written: `latencylab submit ... --device local` with no token given.
-        cli_env = {"LATENCYLAB_SERVER": url, "LATENCYLAB_DATA_DIR": str(data), "PATH": "/usr/bin:/bin"}
+        cli_env = {
+            "LATENCYLAB_SERVER": url,
+            "LATENCYLAB_DATA_DIR": str(data),
+            "PATH": "/usr/bin:/bin",
+        }
         res = subprocess.run(
-            [sys.executable, "-m", "latencylab", "submit", str(model_files["mlp"]), "--device", "local",
-             "--min-runs", "20", "--min-duration-s", "0.2", "--max-duration-s", "1", "--json"],
-            cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=300,
+            [
+                sys.executable,
+                "-m",
+                "latencylab",
+                "submit",
+                str(model_files["mlp"]),
+                "--device",
+                "local",
+                "--min-runs",
+                "20",
+                "--min-duration-s",
+                "0.2",
+                "--max-duration-s",
+                "1",
+                "--json",
+            ],
+            cwd=REPO,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         assert res.returncode == 0, res.stderr
         assert json.loads(res.stdout)["benchmark"]["status"] == "succeeded"
 
         user = subprocess.run(
             [sys.executable, "-m", "latencylab", "token", "create", "--scope", "user"],
-            cwd=REPO, env=cli_env, capture_output=True, text=True, timeout=60,
+            cwd=REPO,
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert user.returncode == 0, user.stderr
         tok = user.stdout.strip()
@@ -78,7 +121,9 @@ def test_sdk_imports_no_server_or_runtime_dependencies() -> None:
         "heavy = {'fastapi','sqlalchemy','onnx','onnxruntime','numpy','torch','uvicorn','alembic'};"
         "print(sorted(heavy & set(sys.modules)))"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 
@@ -96,5 +141,7 @@ def test_every_route_is_described_in_openapi() -> None:
     ]
     assert not missing, missing
     assert "/api/v1/health" in spec["paths"] and "/api/v1/models" in spec["paths"]
-    upload = spec["paths"]["/api/v1/models"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    upload = spec["paths"]["/api/v1/models"]["post"]["requestBody"]["content"][
+        "multipart/form-data"
+    ]
     assert set(upload["schema"]["properties"]) == {"file", "name", "metadata"}
