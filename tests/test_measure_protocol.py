@@ -31,6 +31,7 @@ from latencylab.schemas import LayerProfile, MeasureResult, MeasureSettings, Mea
 SMALL = {"warmup_runs": 5, "min_runs": 20, "min_duration_s": 0.1, "max_duration_s": 2.0}
 MEMORY_KEYS = {
     "baseline_rss_mb",
+    "runtime_rss_mb",
     "load_peak_rss_mb",
     "steady_peak_rss_mb",
     "peak_rss_mb",
@@ -117,6 +118,7 @@ def _check_success(r: MeasureResult, min_runs: int) -> None:
     assert len(r.times_ms) == r.runs
     assert r.stop_reason in STOP_REASONS
     assert r.load_ms is not None and r.load_ms > 0
+    assert r.environment["protocol"]["runtime_import_ms"] > 0  # a fresh process imports it
     assert r.first_inference_ms is not None and r.first_inference_ms > 0
     assert len(r.warmup_ms) == SMALL["warmup_runs"]
     assert set(r.memory) >= MEMORY_KEYS, r.memory
@@ -245,6 +247,39 @@ def test_runner_error_mid_run_gives_failed_result_with_partial_data() -> None:
     assert r.load_ms is not None and r.first_inference_ms is not None
     assert "baseline_rss_mb" in r.memory and r.environment["failed_phase"] == "warmup"
     assert runner.deactivated >= 1
+
+
+class SlowImportRunner(FakeRunner):
+    """Importing its 'runtime' takes 0.2 s, loading a model 0.02 s."""
+
+    def __init__(self, fail_import: bool = False) -> None:
+        super().__init__(lambda: 1_000_000)
+        self._fail_import = fail_import
+
+    def import_runtime(self) -> None:
+        time.sleep(0.2)
+        if self._fail_import:
+            raise ImportError("libfake.so: cannot open shared object file")
+
+    def activate(self) -> None:
+        time.sleep(0.02)
+        super().activate()
+
+
+def test_runtime_import_is_timed_apart_from_the_model_load() -> None:
+    r = run_protocol(SlowImportRunner(), MeasureSettings(warmup_runs=0, min_duration_s=0))
+    assert r.status == "succeeded", r.error
+    assert r.environment["protocol"]["runtime_import_ms"] >= 200
+    assert r.load_ms is not None and 20 <= r.load_ms < 200
+    assert r.memory["runtime_rss_mb"] >= r.memory["baseline_rss_mb"] * 0.9
+
+
+def test_failed_runtime_import_is_a_failed_phase() -> None:
+    runner = SlowImportRunner(fail_import=True)
+    r = run_protocol(runner, MeasureSettings())
+    assert r.status == "failed" and r.environment["failed_phase"] == "import"
+    assert r.error == "import failed: ImportError: libfake.so: cannot open shared object file"
+    assert r.load_ms is None and runner.deactivated >= 1
 
 
 class AllocatingRunner(FakeRunner):

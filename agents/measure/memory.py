@@ -151,16 +151,24 @@ def make_probe(prefer: str | None = None) -> MemoryProbe:
     return NullProbe()
 
 
-def memory_summary(baseline: float | None, peaks: dict[str, float | None]) -> dict[str, float]:
+def memory_summary(
+    baseline: float | None,
+    peaks: dict[str, float | None],
+    after_import: float | None = None,
+) -> dict[str, float]:
     """The ``MeasureResult.memory`` dict from a baseline and per-phase peaks (MiB).
 
     ``peaks`` keys are phase names (``load``, ``warmup``, ``steady``); the result has
-    ``baseline_rss_mb``, ``<phase>_peak_rss_mb``, ``peak_rss_mb`` (max of all) and
-    ``load_delta_mb`` / ``steady_delta_mb`` (peak over baseline). Unknown values are omitted.
+    ``baseline_rss_mb`` (before the runtime is imported), ``runtime_rss_mb`` (once it is:
+    ``load_delta_mb - (runtime_rss_mb - baseline_rss_mb)`` is then the model's own share),
+    ``<phase>_peak_rss_mb``, ``peak_rss_mb`` (max of all) and ``load_delta_mb`` /
+    ``steady_delta_mb`` (peak over baseline). Unknown values are omitted.
     """
     out: dict[str, float] = {}
     if baseline is not None:
         out["baseline_rss_mb"] = round(baseline, 3)
+    if after_import is not None:
+        out["runtime_rss_mb"] = round(after_import, 3)
     known = [v for v in peaks.values() if v is not None]
     for phase, peak in peaks.items():
         if peak is None:

@@ -4,7 +4,8 @@ Runtime-agnostic: it only talks to a ``Runner``. Phases (cf. trtexec's warm-up/d
 iterations, TFLite ``benchmark_model``'s init/first/warmup/steady, MLPerf LoadGen's
 min-count AND min-duration rule):
 
-1. baseline RSS;
+1. baseline RSS; ``runner.import_runtime()`` (importing the runtime's library, starting a
+   CUDA context) timed apart as ``environment.protocol.runtime_import_ms``;
 2. ``runner.activate()`` timed with ``perf_counter_ns`` -> ``load_ms`` (+ peak RSS);
 3. one inference -> ``first_inference_ms``;
 4. ``warmup_runs`` iterations -> ``warmup_ms`` (not in the statistics);
@@ -168,11 +169,18 @@ def run_protocol(
     }
     env["protocol"] = protocol_env
     baseline: float | None = None
+    after_import: float | None = None
     phase = "setup"
     gc_was_enabled = gc.isenabled()
     try:
         gc.collect()
         baseline = probe.current_mb()
+
+        phase = "import"
+        t0 = time.perf_counter_ns()
+        runner.import_runtime()
+        protocol_env["runtime_import_ms"] = (time.perf_counter_ns() - t0) / 1e6
+        after_import = probe.current_mb()
 
         phase = "load"
         progress.phase(phase)
@@ -235,7 +243,10 @@ def run_protocol(
                 env["profile_error"] = f"{type(exc).__name__}: {exc}"
         env.update(_runner_environment(runner))
         return MeasureResult(
-            status="succeeded", memory=memory_summary(baseline, peaks), environment=env, **out
+            status="succeeded",
+            memory=memory_summary(baseline, peaks, after_import),
+            environment=env,
+            **out,
         )
     except Exception as exc:
         if phase != "setup":
@@ -244,7 +255,7 @@ def run_protocol(
         return MeasureResult(
             status="failed",
             error=f"{phase} failed: {type(exc).__name__}: {exc}",
-            memory=memory_summary(baseline, peaks),
+            memory=memory_summary(baseline, peaks, after_import),
             environment=env,
             **out,
         )

@@ -100,6 +100,12 @@ def not_installed_message(name: str) -> str:
     return f"runtime '{name}' is not installed on this agent: pip install 'latencylab[{extra}]'"
 
 
+def runtime_module(name: str) -> str | None:
+    """The installed import name that provides runtime ``name`` (None: missing/unregistered)."""
+    entry = REGISTRY.get(name)
+    return _installed_module(entry) if entry is not None else None
+
+
 def detect_runtimes() -> dict[str, str]:
     """Installed runtimes with a registered runner: name -> version (no runtime import)."""
     found: dict[str, str] = {}
@@ -141,4 +147,5 @@ __all__ = [
     "detect_runtimes",
     "get_runner",
     "not_installed_message",
+    "runtime_module",
 ]

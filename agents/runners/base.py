@@ -4,6 +4,7 @@ A runner is built from a ``MeasureSpec`` and does only runtime work; the measure
 protocol (``agents.measure.protocol``) drives it and never looks at the runtime's name::
 
     runner = get_runner(spec.runtime)(spec)
+    runner.import_runtime()           # optional: the protocol times it apart from the load
     with runner:                      # activate() ... deactivate(), even on errors
         feeds = runner.prepare_inputs(seed=0)
         ns = runner.timed_infer(feeds)
@@ -15,6 +16,7 @@ prepare everything in ``activate``/``prepare_inputs``, and time only the runtime
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from types import TracebackType
@@ -105,6 +107,18 @@ class Runner(ABC):
         self.is_active = False
 
     # ----------------------------------------------------------------- lifecycle
+    def import_runtime(self) -> None:
+        """Import the runtime's Python package (and start it where that is separate from
+        loading a model, e.g. a CUDA context). Timed by the protocol apart from ``load_ms``
+        as ``environment.protocol.runtime_import_ms``, so that cold load means the model's
+        load, not the interpreter importing a library. The default imports the modules the
+        runner registry names for this runtime; a runner overrides it to import more."""
+        from agents.runners import runtime_module
+
+        module = runtime_module(self.runtime_name)
+        if module is not None:
+            importlib.import_module(module)
+
     @abstractmethod
     def activate(self) -> None:
         """Load the model / create the session. Timed by the protocol as ``load_ms``."""
