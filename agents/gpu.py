@@ -195,6 +195,15 @@ def gpu_memory_used_mb(index: int = 0) -> float | None:
         return None
 
 
+def with_nvml_load_delta(mem: dict[str, Any]) -> dict[str, Any]:
+    """A GPU runner's ``gpu_memory`` record plus ``nvml_load_delta_mb``, when both
+    ``nvml_used_before_load_mb`` and ``nvml_used_after_load_mb`` were read."""
+    before, after = mem.get("nvml_used_before_load_mb"), mem.get("nvml_used_after_load_mb")
+    if before is None or after is None:
+        return dict(mem)
+    return {**mem, "nvml_load_delta_mb": round(after - before, 1)}
+
+
 def clock_warnings(info: dict[str, Any]) -> list[str]:
     """WARNING lines when the clocks were not locked (boost/throttle can move latency)."""
     if "error" in info:

@@ -329,6 +329,7 @@ def test_tensorrt_runner_buffers_copies_events_and_profile(
     assert "execute_async_v3" in env["timed_region"] and env["runner_timer"].startswith("cuda")
     assert env["gpu_memory"]["engine_device_memory_mb"] == 3.0
     assert env["gpu_memory"]["nvml_used_before_load_mb"] == 2048.0
+    assert env["gpu_memory"]["nvml_load_delta_mb"] == 0.0  # the fake board's use never moves
     assert env["gpu"]["name"] == "NVIDIA H100 80GB HBM3" and env["gpu"]["clocks_locked"] is False
     assert any("not locked" in w and "1980" in w for w in env["warnings"])
     assert any("sw_power_cap" in w for w in env["warnings"])

@@ -2,14 +2,19 @@
 
 ``spec.options`` understood here:
 
-* ``device``: ``"cpu"`` (default) or ``"cuda"`` / ``"cuda:N"``. CUDA timing synchronises
-  before and after the forward (``perf_counter_ns``), or uses CUDA events with
-  ``timer="cuda_events"``.
+* ``device``: ``"cpu"`` (default) or ``"cuda"`` / ``"cuda:N"``. On CUDA each forward is
+  timed with a pair of CUDA events on the current stream and a synchronize on the end event
+  (``timer="cuda_events"``, the default); ``timer="sync"`` instead synchronises the device
+  before and after the forward and reads ``perf_counter_ns`` (host wall time, launch cost
+  included either way since eager PyTorch launches kernels from the host).
 * ``input_shapes``: ``{name: shape}`` overriding the spec's input shapes.
 
 ``precision="fp16"`` casts the model and float inputs to half; ``int8`` runs the model as
 stored (quantize it before export). Only the forward is timed, under ``inference_mode``.
 The profile runs the module's FX graph node by node (``torch.fx.Interpreter``) and times each.
+On CUDA, ``environment()["gpu_memory"]`` holds the caching allocator's figures (weights after
+load, the peak from load to the end of the run, reserved) and NVML's device-wide use before
+and after load.
 """
 
 from __future__ import annotations
@@ -26,6 +31,13 @@ from .base import Runner
 
 _FORMATS = {".pt2": "pt2", ".onnx": "onnx"}
 _TIMED_OPS = ("call_function", "call_module", "call_method")
+_CUDA_TIMERS = ("cuda_events", "sync")
+_TIMER_NAMES = {
+    "wall": "perf_counter_ns",
+    "cuda_events": "cuda_events",
+    "sync": "cuda_synchronize+perf_counter_ns",
+}
+_MB = 2**20
 
 
 def _torch() -> Any:
@@ -73,7 +85,12 @@ class PyTorchRunner(Runner):
     def __init__(self, spec: MeasureSpec) -> None:
         super().__init__(spec)
         self._device = str(spec.options.get("device") or "cpu").lower()
-        self._timer = str(spec.options.get("timer") or "sync")
+        self._cuda = self._device.startswith("cuda")
+        self._timer = str(spec.options.get("timer") or "cuda_events") if self._cuda else "wall"
+        #: what the protocol records as its timer
+        self.timer_name = _TIMER_NAMES.get(self._timer, self._timer)
+        self._events: tuple[Any, Any] | None = None
+        self._gpu_mem: dict[str, Any] = {}
         self._format = ""
         self._module: Any = None
         self._program: Any = None
@@ -81,7 +98,9 @@ class PyTorchRunner(Runner):
 
     # ----------------------------------------------------------------- lifecycle
     def _check_device(self, torch: Any) -> None:
-        if self._device.startswith("cuda"):
+        if self._cuda:
+            if self._timer not in _CUDA_TIMERS:
+                raise ValueError(f"unknown CUDA timer {self._timer!r}: use one of {_CUDA_TIMERS}")
             if not torch.cuda.is_available():
                 raise RuntimeError(
                     f"device {self._device!r} requested but torch {torch.__version__} sees no "
@@ -90,6 +109,15 @@ class PyTorchRunner(Runner):
                 )
         elif self._device != "cpu":
             raise ValueError(f"unknown torch device {self._device!r}: use 'cpu' or 'cuda[:N]'")
+
+    def import_runtime(self) -> None:
+        """Import torch and, on CUDA, create the device's context (one allocation), which
+        a deployed process pays once at start-up rather than per model load."""
+        torch = _torch()
+        self._check_device(torch)
+        if self._cuda:
+            torch.zeros(1, device=self._device)
+            torch.cuda.synchronize(self._device)
 
     def activate(self) -> None:
         torch = _torch()
@@ -101,6 +129,8 @@ class PyTorchRunner(Runner):
         with contextlib.suppress(RuntimeError):  # settable only before any parallel work
             torch.set_num_interop_threads(1)
         self._format = _model_format(self.spec)
+        if self._cuda:
+            self._gpu_mem_before_load(torch)
         if self._format == "pt2":
             self._program = torch.export.load(self.spec.model_path)
             module = self._program.module()
@@ -113,10 +143,51 @@ class PyTorchRunner(Runner):
         with contextlib.suppress(NotImplementedError):  # torch.export: no train/eval switch
             module = module.eval()
         self._module = module
+        if self._cuda:
+            self._gpu_mem_after_load(torch)
+            self._events = (
+                torch.cuda.Event(enable_timing=True),
+                torch.cuda.Event(enable_timing=True),
+            )
         self.is_active = True
 
+    def _gpu_mem_before_load(self, torch: Any) -> None:
+        from agents.gpu import gpu_memory_used_mb, nvml_index
+
+        dev = torch.device(self._device)
+        torch.cuda.init()
+        self._gpu_mem = {
+            "nvml_used_before_load_mb": gpu_memory_used_mb(nvml_index(self.spec.options))
+        }
+        torch.cuda.reset_peak_memory_stats(dev)
+        self._gpu_mem["torch_allocated_before_load_mb"] = torch.cuda.memory_allocated(dev) / _MB
+
+    def _gpu_mem_after_load(self, torch: Any) -> None:
+        from agents.gpu import gpu_memory_used_mb, nvml_index
+
+        dev = torch.device(self._device)
+        torch.cuda.synchronize(dev)
+        mem = self._gpu_mem
+        mem["torch_allocated_after_load_mb"] = torch.cuda.memory_allocated(dev) / _MB
+        mem["nvml_used_after_load_mb"] = gpu_memory_used_mb(nvml_index(self.spec.options))
+
+    def _gpu_mem_report(self) -> dict[str, Any]:
+        from agents.gpu import with_nvml_load_delta
+
+        torch = _torch()
+        dev = torch.device(self._device)
+        mem = with_nvml_load_delta(self._gpu_mem)
+        if torch.cuda.is_initialized():
+            mem["torch_peak_allocated_mb"] = torch.cuda.max_memory_allocated(dev) / _MB
+            mem["torch_peak_reserved_mb"] = torch.cuda.max_memory_reserved(dev) / _MB
+        mem["scope"] = (
+            "torch_*: this process's caching allocator (peak from load to the end of the run, "
+            "profile included); nvml_*: whole device, CUDA context included"
+        )
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in mem.items()}
+
     def deactivate(self) -> None:
-        self._module = self._program = None
+        self._module = self._program = self._events = None
         super().deactivate()
 
     # ----------------------------------------------------------------- inputs
@@ -155,13 +226,12 @@ class PyTorchRunner(Runner):
         torch = _torch()
         module = self._module
         with torch.inference_mode():
-            if not self._device.startswith("cuda"):
+            if not self._cuda:
                 t0 = time.perf_counter_ns()
                 module(*feeds)
                 return time.perf_counter_ns() - t0
-            if self._timer == "cuda_events":
-                start = torch.cuda.Event(enable_timing=True)
-                end = torch.cuda.Event(enable_timing=True)
+            if self._events is not None and self._timer == "cuda_events":
+                start, end = self._events
                 start.record()
                 module(*feeds)
                 end.record()
@@ -180,7 +250,7 @@ class PyTorchRunner(Runner):
 
         if not isinstance(self._module, fx.GraphModule):
             return []
-        cuda = self._device.startswith("cuda")
+        cuda = self._cuda
         totals: dict[str, float] = {}
         types: dict[str, str] = {}
 
@@ -224,11 +294,14 @@ class PyTorchRunner(Runner):
             "inference_mode": True,
             "profile_method": "torch.fx.Interpreter per-node wall time",
         }
-        if self._device.startswith("cuda"):
+        if self._cuda:
             env["cuda_version"] = torch.version.cuda
+            env["cudnn_version"] = torch.backends.cudnn.version()
+            env["cudnn_benchmark"] = torch.backends.cudnn.benchmark
             env["cuda_timer"] = self._timer
             if torch.cuda.is_available():
                 env["gpu_name"] = torch.cuda.get_device_name(torch.device(self._device))
+                env["gpu_memory"] = self._gpu_mem_report()
             from agents.gpu import gpu_environment, nvml_index
 
             env.update(gpu_environment(nvml_index(self.spec.options)))

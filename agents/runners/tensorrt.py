@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.gpu import gpu_environment, gpu_memory_used_mb, nvml_index
+from agents.gpu import gpu_environment, gpu_memory_used_mb, nvml_index, with_nvml_load_delta
 from latencylab.schemas import LayerProfile, MeasureSpec, TensorSpec
 
 from .base import Runner, concrete_shape, random_tensor
@@ -292,9 +292,6 @@ class TensorRTRunner(Runner):
             self._mem["io_buffers_mb"] = round(sum(b for _, b in self._buffers.values()) / 2**20, 3)
             env["num_layers"] = getattr(engine, "num_layers", None)
             env["num_optimization_profiles"] = getattr(engine, "num_optimization_profiles", None)
-        before, after = (self._mem.get(f"nvml_used_{k}_load_mb") for k in ("before", "after"))
-        if before is not None and after is not None:
-            self._mem["nvml_load_delta_mb"] = round(after - before, 1)
-        env["gpu_memory"] = dict(self._mem)
+        env["gpu_memory"] = with_nvml_load_delta(self._mem)
         env.update(gpu_environment(self._gpu))
         return env
