@@ -41,27 +41,36 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("runner-models")
 
 
-@pytest.fixture(scope="module")
-def tflite_model(model_dir: Path) -> Path:
+def nhwc_tflite(layers: Any, nhwc_shape: list[int], path: Path) -> Path:
+    """A seeded NCHW torch net (a callable returning its layers) as an NHWC ``.tflite``,
+    converted with litert-torch."""
     _need("ai_edge_litert")
     _need("litert_torch")
     import litert_torch
     import torch
-    from torch import nn
 
     torch.manual_seed(0)
-    net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(16, 10),
-    ).eval()
+    net = layers().eval()
     nhwc = litert_torch.to_channel_last_io(net, args=[0])
-    path = model_dir / "convnet.tflite"
-    litert_torch.convert(nhwc, (torch.randn(1, 32, 32, 3),)).export(str(path))
+    litert_torch.convert(nhwc, (torch.randn(*nhwc_shape),)).export(str(path))
     return path
+
+
+@pytest.fixture(scope="module")
+def tflite_model(model_dir: Path) -> Path:
+    def layers() -> Any:
+        from torch import nn
+
+        return nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, stride=2),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(16, 10),
+        )
+
+    return nhwc_tflite(layers, [1, 32, 32, 3], model_dir / "convnet.tflite")
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,18 @@
   ``libtensorflowlite_gpu_delegate.so``); ``delegate_options``: dict passed to it.
 * ``input_shapes``: ``{input name: shape}`` overriding the model's own input shapes.
 * ``benchmark_model``: path to the C++ ``benchmark_model`` tool (also
-  ``$LATENCYLAB_TFLITE_BENCHMARK_MODEL`` or ``benchmark_model`` on ``PATH``); used only by
-  the profile phase, with ``--enable_op_profiling``, because the Python API has no op
-  profiler (nor does the pip ``litert-benchmark`` CLI).
+  ``$LATENCYLAB_TFLITE_BENCHMARK_MODEL``); when set, the profile phase runs it with
+  ``--enable_op_profiling`` instead of the default below.
+
+The profile phase (per-operator times) does not use the Python Interpreter, which has no op
+profiler: by default it compiles the same ``.tflite`` with the LiteRT C API in the wheel's
+``libLiteRt.so`` (``agents.runners.litert_profiler``, ctypes) on the CPU accelerator, with
+the same kernels (XNNPACK, or builtin ones for ``delegate: none``), thread count (LiteRT
+applies it to XNNPACK only), seeded inputs and batch size, and reads LiteRT's profiler: one
+row per operator, ``time_ms`` its mean per inference. GPU and external delegates are not
+profiled that way (the C API profile would be of the CPU); then a ``benchmark_model`` on
+``PATH`` is used if there is one, else the profile is empty and ``environment.profile_note``
+says why (as it does when the library lacks the C API).
 
 Inputs follow the interpreter's own input details (a .tflite is often NHWC where the
 ONNX source was NCHW); the batch size is applied with ``resize_tensor_input``.
@@ -58,8 +67,9 @@ def _runtime_version() -> str:
 
 
 def _benchmark_model_tool(options: dict[str, Any]) -> str | None:
+    """The C++ tool the user pointed at (option or environment variable), if any."""
     path = options.get("benchmark_model") or os.environ.get("LATENCYLAB_TFLITE_BENCHMARK_MODEL")
-    return str(path) if path else shutil.which("benchmark_model")
+    return str(path) if path else None
 
 
 class TFLiteRunner(Runner):
@@ -80,6 +90,10 @@ class TFLiteRunner(Runner):
         self._profile_note = "no profile run"
 
     # ----------------------------------------------------------------- lifecycle
+    def import_runtime(self) -> None:
+        """Import the interpreter module (timed by the protocol apart from the model load)."""
+        _interpreter_module()
+
     def _load_delegates(self, mod: Any) -> list[Any]:
         if self._delegate in ("xnnpack", "none", "cpu"):
             return []
@@ -193,15 +207,56 @@ class TFLiteRunner(Runner):
         return time.perf_counter_ns() - t0
 
     def profile(self, feeds: Any, iterations: int) -> list[LayerProfile]:
-        """Op profile from the C++ ``benchmark_model`` tool, when one is installed."""
+        """Per-operator profile: the LiteRT C API profiler by default, else ``benchmark_model``.
+
+        Never raises for a profile that cannot be taken: it returns ``[]`` and says why in
+        ``environment.profile_note``."""
         tool = _benchmark_model_tool(self.spec.options)
-        if tool is None:
-            self._profile_note = (
-                "no per-layer profile: the LiteRT Python API has no op profiler and the pip "
-                "'litert-benchmark' CLI has no op profiling; set options.benchmark_model or "
-                "$LATENCYLAB_TFLITE_BENCHMARK_MODEL to the C++ benchmark_model tool"
+        if tool is not None:
+            return self._profile_with_tool(tool, iterations)
+        try:
+            return self._profile_with_c_api(feeds, iterations)
+        except (ImportError, OSError, RuntimeError) as exc:  # LiteRtError is a RuntimeError
+            reason = str(exc)
+        tool = shutil.which("benchmark_model")
+        if tool is not None:
+            return self._profile_with_tool(tool, iterations)
+        self._profile_note = (
+            f"no per-layer profile: {reason}; the LiteRT Python API has no op profiler, so set "
+            "options.benchmark_model or $LATENCYLAB_TFLITE_BENCHMARK_MODEL to the C++ "
+            "benchmark_model tool for one"
+        )
+        return []
+
+    def _profile_with_c_api(self, feeds: Any, iterations: int) -> list[LayerProfile]:
+        from .litert_profiler import LiteRtOpProfiler
+
+        if self._delegate not in ("xnnpack", "none", "cpu"):
+            raise RuntimeError(
+                f"the LiteRT C API profiler runs on the CPU only, so it cannot profile the "
+                f"{self._delegate!r} delegate"
             )
-            return []
+        builtin = self._delegate in ("none", "cpu")
+        threads = int(self.spec.threads)
+        with LiteRtOpProfiler(
+            self.spec.model_path, num_threads=threads, kernel_mode="builtin" if builtin else None
+        ) as profiler:
+            run = profiler.profile(feeds, max(1, iterations))
+        kernels = "builtin kernels" if builtin else "XNNPACK"
+        count = f"{threads} thread{'s' if threads > 1 else ''}" if threads else "1 thread (default)"
+        note = (
+            f"op profile from the LiteRT C API profiler (libLiteRt.so CompiledModel, CPU, "
+            f"{kernels}, {count}), "
+            f"{run.iterations} iterations at input shapes {run.input_shapes}; sum of op means "
+            f"{run.op_ms:.3f} ms vs {run.wall_ms:.3f} ms per profiled run"
+        )
+        if builtin and threads > 1:
+            note += "; LiteRT applies the thread count to XNNPACK only, builtin kernels ran on 1"
+        self._profile_note = note
+        return run.layers
+
+    def _profile_with_tool(self, tool: str, iterations: int) -> list[LayerProfile]:
+        """Op profile from the C++ ``benchmark_model`` tool."""
         from agents.parsers.tflite_benchmark import parse_tflite_benchmark
 
         cmd = [tool, f"--graph={self.spec.model_path}", "--enable_op_profiling=true"]
