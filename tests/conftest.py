@@ -97,6 +97,22 @@ def _env(extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+# A quick steady state for CLI `submit` calls (the CLI's own flags for MeasureSettings).
+QUICK_CLI = ["--min-runs", "20", "--min-duration-s", "0.2", "--max-duration-s", "1"]
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m latencylab ARGS`` from the repository root; the caller checks the result."""
+    return subprocess.run(
+        [sys.executable, "-m", "latencylab", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def _wait_for(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import onnxruntime
 
-from tests.conftest import FAST, REPO, Live
+from tests.conftest import FAST, QUICK_CLI, Live, cli
 
 
 def test_health_needs_no_token_and_names_the_backend(live: Live) -> None:
@@ -112,55 +110,20 @@ def test_cli_submit_json_and_results(live: Live, model_files: dict[str, Path]) -
         "LATENCYLAB_TOKEN": live.user_token,
         "PATH": "/usr/bin:/bin",
     }
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "latencylab",
-            "submit",
-            str(model_files["mlp"]),
-            "--runtime",
-            "onnxruntime",
-            "--device",
-            "local",
-            "--min-runs",
-            "20",
-            "--min-duration-s",
-            "0.2",
-            "--max-duration-s",
-            "1",
-            "--json",
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
+    out = cli(
+        "submit", str(model_files["mlp"]), "--runtime", "onnxruntime", "--device", "local",
+        *QUICK_CLI, "--json", env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
     body = json.loads(out.stdout)
     bench = body["benchmark"]
     assert bench["status"] == "succeeded"
     assert bench["results"][0]["latency_ms"]["p50"] > 0
-    table = subprocess.run(
-        [sys.executable, "-m", "latencylab", "results", str(bench["id"])],
-        cwd=REPO,
-        env={**env, "COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    table = cli("results", str(bench["id"]), env={**env, "COLUMNS": "200"}, timeout=60)
+    assert table.returncode == 0, table.stderr
     assert "succeeded" in table.stdout and "onnxruntime" in table.stdout
-    devices = subprocess.run(
-        [sys.executable, "-m", "latencylab", "devices", "--json"],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    devices = cli("devices", "--json", env=env, timeout=60)
+    assert devices.returncode == 0, devices.stderr
     names = {d["name"]: d for d in json.loads(devices.stdout)}
     assert names[live.agent_name]["class"] == "cpu"
     assert "onnxruntime" in names[live.agent_name]["runtimes"]

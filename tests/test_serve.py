@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import REPO, _env, _stop, free_port
+from tests.conftest import QUICK_CLI, REPO, _env, _stop, cli, free_port
 
 
 def test_serve_starts_coordinator_and_local_agent(
@@ -68,40 +68,12 @@ def test_serve_starts_coordinator_and_local_agent(
             "LATENCYLAB_DATA_DIR": str(data),
             "PATH": "/usr/bin:/bin",
         }
-        res = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "latencylab",
-                "submit",
-                str(model_files["mlp"]),
-                "--device",
-                "local",
-                "--min-runs",
-                "20",
-                "--min-duration-s",
-                "0.2",
-                "--max-duration-s",
-                "1",
-                "--json",
-            ],
-            cwd=REPO,
-            env=cli_env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        res = cli("submit", str(model_files["mlp"]), "--device", "local", *QUICK_CLI, "--json",
+                  env=cli_env)  # fmt: skip
         assert res.returncode == 0, res.stderr
         assert json.loads(res.stdout)["benchmark"]["status"] == "succeeded"
 
-        user = subprocess.run(
-            [sys.executable, "-m", "latencylab", "token", "create", "--scope", "user"],
-            cwd=REPO,
-            env=cli_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        user = cli("token", "create", "--scope", "user", env=cli_env, timeout=60)
         assert user.returncode == 0, user.stderr
         tok = user.stdout.strip()
         assert tok.startswith("llu_")
