@@ -24,6 +24,7 @@ import numpy as np
 from agents.measure import run_isolated
 from agents.measure.environment import cpu_model
 from bench import models
+from bench.common import fixed_duration
 from latencylab.schemas import MeasureSettings, MeasureSpec, TensorSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -94,14 +95,7 @@ def main() -> None:
         f"mobilenet_v2_like@{res}": models.mobilenet_v2_like(res),
         f"resnet18_like@{res}": models.resnet_like(res),
     }
-    settings = MeasureSettings(
-        warmup_runs=10,
-        min_runs=20,
-        min_duration_s=args.duration,
-        max_duration_s=args.duration,
-        target_rel_ci=0.005,
-        profile=False,
-    )
+    settings = fixed_duration(args.duration)
     report: dict[str, object] = {
         "what": "p50 of LatencyLab's isolated measurement (A) vs a bare in-process session.run loop (B)",
         "threads": args.threads,

@@ -32,6 +32,7 @@ import numpy as np
 from agents.gpu import gpu_environment, nvml_device_info
 from agents.measure import run_isolated
 from bench import models
+from bench.common import fixed_duration
 from latencylab.schemas import MeasureSettings, MeasureSpec, TensorSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -163,14 +164,7 @@ def main() -> None:
         for batch in args.batches
     }
     precisions = args.precisions
-    settings = MeasureSettings(
-        warmup_runs=20,
-        min_runs=50,
-        min_duration_s=args.duration,
-        max_duration_s=args.duration,
-        target_rel_ci=0.005,
-        profile=False,
-    )
+    settings = fixed_duration(args.duration, warmup_runs=20, min_runs=50)
     report: dict[str, Any] = {
         "what": "p50 of LatencyLab's isolated PyTorch-on-CUDA measurement (A) vs a bare "
         "in-process loop with the same timer (B)",

@@ -30,7 +30,8 @@ from typing import Any
 from agents.measure import run_isolated
 from agents.measure.environment import cpu_model
 from bench import models
-from latencylab.schemas import MeasureSettings, MeasureSpec
+from bench.common import fixed_duration
+from latencylab.schemas import MeasureSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BIN = Path(sys.executable).parent
@@ -158,19 +159,17 @@ def main() -> None:
     )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--duration", type=float, default=3.0, help="steady-state seconds per side")
+    ap.add_argument(
+        "--duration",
+        type=int,
+        default=3,
+        help="steady-state seconds per side (benchmark_app's -t takes whole seconds)",
+    )
     ap.add_argument("--quick", action="store_true", help="128x128 input, for a smoke run")
     ap.add_argument("--out", type=Path, default=RESULTS / "vs_native.json")
     args = ap.parse_args()
     res = 128 if args.quick else 224
-    settings = MeasureSettings(
-        warmup_runs=10,
-        min_runs=20,
-        min_duration_s=args.duration,
-        max_duration_s=args.duration,
-        target_rel_ci=0.005,
-        profile=False,
-    )
+    settings = fixed_duration(args.duration)
     report: dict[str, Any] = {
         "what": "median latency: LatencyLab (run_isolated) vs the runtime's own benchmark tool",
         "model": f"mobilenet_v2_like@{res} (random weights, fp32, batch 1)",
