@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from latencylab.schemas import MeasureSettings
+from pathlib import Path
+
+from latencylab.schemas import MeasureSettings, TensorSpec
 
 
 def fixed_duration(duration_s: float, warmup_runs: int = 10, min_runs: int = 20) -> MeasureSettings:
@@ -17,3 +19,12 @@ def fixed_duration(duration_s: float, warmup_runs: int = 10, min_runs: int = 20)
         target_rel_ci=0.005,
         profile=False,
     )
+
+
+def onnx_inputs(path: Path) -> list[TensorSpec]:
+    """An ONNX file's graph inputs as wire specs, read by the converters' own inspector."""
+    from converters.inspect import inspect_onnx
+
+    return [
+        TensorSpec(name=t.name, shape=t.shape, dtype=t.dtype) for t in inspect_onnx(path).inputs
+    ]

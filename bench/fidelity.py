@@ -24,8 +24,8 @@ import numpy as np
 from agents.measure import run_isolated
 from agents.measure.environment import cpu_model
 from bench import models
-from bench.common import fixed_duration
-from latencylab.schemas import MeasureSettings, MeasureSpec, TensorSpec
+from bench.common import fixed_duration, onnx_inputs
+from latencylab.schemas import MeasureSettings, MeasureSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -54,22 +54,11 @@ def bare_loop(path: Path, threads: int, duration_s: float, warmup: int = 10) -> 
 def agent_path(
     path: Path, threads: int, settings: MeasureSettings, workdir: Path
 ) -> dict[str, float]:
-    import onnx
-
-    m = onnx.load(str(path), load_external_data=False)
-    inputs = [
-        TensorSpec(
-            name=i.name,
-            dtype="float32",
-            shape=[d.dim_value or d.dim_param for d in i.type.tensor_type.shape.dim],
-        )
-        for i in m.graph.input
-    ]
     spec = MeasureSpec(
         runtime="onnxruntime",
         model_path=str(path),
         model_format="onnx",
-        inputs=inputs,
+        inputs=onnx_inputs(path),
         threads=threads,
         settings=settings,
     )

@@ -32,7 +32,7 @@ import numpy as np
 from agents.gpu import gpu_environment, nvml_device_info
 from agents.measure import run_isolated
 from bench import models
-from bench.common import fixed_duration
+from bench.common import fixed_duration, onnx_inputs
 from latencylab.schemas import MeasureSettings, MeasureSpec, TensorSpec
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -52,7 +52,7 @@ def sm_clock_mhz() -> int | None:
 
 
 def bare_loop(
-    path: Path, precision: str, timer: str, duration_s: float, warmup: int = 20
+    path: Path, shape: list[int], precision: str, timer: str, duration_s: float, warmup: int = 20
 ) -> dict[str, Any]:
     """Median of a plain ``module(x)`` loop on ``cuda`` timed like the runner's ``timer``."""
     import torch
@@ -61,7 +61,6 @@ def bare_loop(
 
     dtype = torch.float16 if precision == "fp16" else torch.float32
     module = onnx_to_torch(str(path)).to("cuda").to(dtype).eval()
-    shape = [d.dim_value for d in _input(path).type.tensor_type.shape.dim]
     x = torch.from_numpy(np.random.default_rng(0).standard_normal(shape, dtype=np.float32))
     x = x.to("cuda").to(dtype)
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -90,28 +89,20 @@ def bare_loop(
     return {"p50": statistics.median(times), "runs": len(times), "sm_mhz_after": clock}
 
 
-def _input(path: Path) -> Any:
-    import onnx
-
-    return onnx.load(str(path), load_external_data=False).graph.input[0]
-
-
 def agent_path(
-    path: Path, precision: str, timer: str, settings: MeasureSettings, workdir: Path
+    path: Path,
+    inputs: list[TensorSpec],
+    precision: str,
+    timer: str,
+    settings: MeasureSettings,
+    workdir: Path,
 ) -> dict[str, Any]:
-    inp = _input(path)
     spec = MeasureSpec(
         runtime="pytorch",
         model_path=str(path),
         model_format="onnx",
         precision=precision,
-        inputs=[
-            TensorSpec(
-                name=inp.name,
-                dtype="float32",
-                shape=[d.dim_value for d in inp.type.tensor_type.shape.dim],
-            )
-        ],
+        inputs=inputs,
         settings=settings,
         options={"device": "cuda", "timer": timer},
     )
@@ -179,13 +170,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name, model in zoo.items():
             path = models.save(model, Path(tmp) / f"{name.replace(' ', '_')}.onnx")
+            inputs = onnx_inputs(path)
+            shape = [int(d) for d in inputs[0].shape]
             for precision in precisions:
                 for timer in TIMERS:
                     key = f"{name} {precision} {timer}"
                     rounds = []
                     for r in range(args.rounds):
-                        a = agent_path(path, precision, timer, settings, Path(tmp) / f"w{r}")
-                        b = bare_loop(path, precision, timer, args.duration)
+                        a = agent_path(
+                            path, inputs, precision, timer, settings, Path(tmp) / f"w{r}"
+                        )
+                        b = bare_loop(path, shape, precision, timer, args.duration)
                         rounds.append(
                             {"agent": a, "bare_p50_ms": b["p50"], "bare_runs": b["runs"],
                              "bare_sm_mhz_after": b["sm_mhz_after"],
