@@ -66,6 +66,10 @@ def _runtime_version() -> str:
         return str(tflite_runtime.__version__)
 
 
+# ``delegate`` values that run on the interpreter's own CPU kernels (no delegate at all)
+_BUILTIN_KERNELS = ("none", "cpu")
+
+
 def _benchmark_model_tool(options: dict[str, Any]) -> str | None:
     """The C++ tool the user pointed at (option or environment variable), if any."""
     path = options.get("benchmark_model") or os.environ.get("LATENCYLAB_TFLITE_BENCHMARK_MODEL")
@@ -83,6 +87,8 @@ class TFLiteRunner(Runner):
         self._interp: Any = None
         self._delegates: list[Any] = []
         self._delegate = str(spec.options.get("delegate") or "xnnpack").lower()
+        self._builtin = self._delegate in _BUILTIN_KERNELS
+        self._on_cpu = self._builtin or self._delegate == "xnnpack"  # no external delegate
         self._delegate_library: str | None = None
         self._delegate_nodes: int | None = None
         self._nodes: int | None = None
@@ -95,7 +101,7 @@ class TFLiteRunner(Runner):
         _interpreter_module()
 
     def _load_delegates(self, mod: Any) -> list[Any]:
-        if self._delegate in ("xnnpack", "none", "cpu"):
+        if self._on_cpu:
             return []
         if self._delegate == "gpu":
             lib = str(self.spec.options.get("delegate_library") or GPU_DELEGATE_LIBRARY)
@@ -146,7 +152,7 @@ class TFLiteRunner(Runner):
         kwargs: dict[str, Any] = {"num_threads": int(self.spec.threads) or None}
         if self._delegates:
             kwargs["experimental_delegates"] = self._delegates
-        if self._delegate in ("none", "cpu"):
+        if self._builtin:
             kwargs["experimental_op_resolver_type"] = (
                 mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
             )
@@ -231,18 +237,19 @@ class TFLiteRunner(Runner):
     def _profile_with_c_api(self, feeds: Any, iterations: int) -> list[LayerProfile]:
         from .litert_profiler import LiteRtOpProfiler
 
-        if self._delegate not in ("xnnpack", "none", "cpu"):
+        if not self._on_cpu:
             raise RuntimeError(
                 f"the LiteRT C API profiler runs on the CPU only, so it cannot profile the "
                 f"{self._delegate!r} delegate"
             )
-        builtin = self._delegate in ("none", "cpu")
         threads = int(self.spec.threads)
         with LiteRtOpProfiler(
-            self.spec.model_path, num_threads=threads, kernel_mode="builtin" if builtin else None
+            self.spec.model_path,
+            num_threads=threads,
+            kernel_mode="builtin" if self._builtin else None,
         ) as profiler:
             run = profiler.profile(feeds, max(1, iterations))
-        kernels = "builtin kernels" if builtin else "XNNPACK"
+        kernels = "builtin kernels" if self._builtin else "XNNPACK"
         count = f"{threads} thread{'s' if threads > 1 else ''}" if threads else "1 thread (default)"
         note = (
             f"op profile from the LiteRT C API profiler (libLiteRt.so CompiledModel, CPU, "
@@ -250,7 +257,7 @@ class TFLiteRunner(Runner):
             f"{run.iterations} iterations at input shapes {run.input_shapes}; sum of op means "
             f"{run.op_ms:.3f} ms vs {run.wall_ms:.3f} ms per profiled run"
         )
-        if builtin and threads > 1:
+        if self._builtin and threads > 1:
             note += "; LiteRT applies the thread count to XNNPACK only, builtin kernels ran on 1"
         self._profile_note = note
         return run.layers
@@ -297,7 +304,7 @@ class TFLiteRunner(Runner):
                 bool(self._delegate_nodes)
                 if self._delegate == "xnnpack" and self._delegate_nodes is not None
                 else False
-                if self._delegate in ("none", "cpu")
+                if self._builtin
                 else None
             ),
             "delegate_partitions": self._delegate_nodes,
