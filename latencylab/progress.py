@@ -13,6 +13,7 @@ PHASES = {
     "queued": 0,
     "leased": 5,
     "download": 8,
+    "import": 12,
     "load": 15,
     "first": 25,
     "warmup": 30,

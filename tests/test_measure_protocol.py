@@ -140,7 +140,7 @@ def test_mlp_end_to_end(tmp_path: Path) -> None:
     assert {p.type for p in r.profile} >= {"MatMul"}
     assert all(p.time_ms >= 0 and p.compute_unit == "CPUExecutionProvider" for p in r.profile)
     phases = [e["phase"] for e in events]
-    assert phases[:4] == ["load", "first", "warmup", "steady"] and phases[-1] == "profile"
+    assert phases[:5] == ["import", "load", "first", "warmup", "steady"] and phases[-1] == "profile"
     assert all(set(e) == {"phase", "runs", "elapsed_s"} for e in events)
     assert not list((tmp_path / "work").iterdir())  # per-run files cleaned up
 

@@ -177,6 +177,7 @@ def run_protocol(
         baseline = probe.current_mb()
 
         phase = "import"
+        progress.phase(phase)  # importing torch and starting CUDA can take seconds
         t0 = time.perf_counter_ns()
         runner.import_runtime()
         protocol_env["runtime_import_ms"] = (time.perf_counter_ns() - t0) / 1e6
