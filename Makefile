@@ -8,7 +8,8 @@ EXTRAS ?= server,agent,onnxruntime,tflite,openvino,coreml,torch,convert,dev
 # resolution (they would downgrade typing-extensions/pydantic); versions in constraints.txt.
 NODEPS := litert-torch litert-converter ai-edge-quantizer xdsl lark immutabledict ordered-set
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile constraints.txt | sha256sum | cut -c1-12)
-PORT   ?= 8000
+# Empty by default, so LATENCYLAB_PORT (or 8000) applies; `make run PORT=9000` overrides both.
+PORT   ?=
 CHROMIUM ?= /usr/bin/chromium
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -30,7 +31,7 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	@touch $@
 
 run: setup
-	$(BIN)/latencylab serve --port $(PORT)
+	$(BIN)/latencylab serve $(if $(PORT),--port $(PORT))
 
 lint: setup
 	$(BIN)/ruff check .

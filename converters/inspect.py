@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from converters.errors import ConversionInputError
+from converters.errors import ConversionError, ConversionInputError
 
 # Opsets the converters are tested with; older or newer ones are refused with a hint.
 MIN_OPSET, MAX_OPSET = 13, 18
@@ -75,6 +75,14 @@ def inspect_model(path: str | Path) -> ModelInfo:
 def inspect_onnx(path: str | Path) -> ModelInfo:
     import onnx
 
+    if not Path(path).is_file():  # our side failed to hand the file over, not the upload
+        raise ConversionError(
+            f"the converter's input file is missing: {Path(path).name} was not found in its "
+            "work directory",
+            step="load",
+            hint="this is a LatencyLab fault, not a problem with the model; retry, and report "
+            "it with the conversion log if it persists",
+        )
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # DecodeError and friends

@@ -86,7 +86,9 @@ def convert_isolated(
         workdir / "convert.log",
     )
     res_path.unlink(missing_ok=True)
-    request = {**request, "out_dir": str(request.get("out_dir") or workdir / "artifacts")}
+    # The worker runs with cwd=workdir: every path it gets must not depend on our cwd.
+    out_dir = Path(request.get("out_dir") or workdir / "artifacts").resolve()
+    request = {**request, "source": str(Path(request["source"]).absolute()), "out_dir": str(out_dir)}
     req_path.write_text(json.dumps(request, indent=2))
     env = {
         **os.environ,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,7 +14,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="LATENCYLAB_", extra="ignore")
 
-    data_dir: Path = Field(Path(".latencylab"), description="Artifacts, SQLite file, tokens")
+    data_dir: Path = Field(
+        Path(".latencylab"), description="Artifacts, SQLite file, tokens", validate_default=True
+    )
     database_url: str | None = Field(
         None, description="SQLAlchemy URL; default: SQLite file under data_dir"
     )
@@ -26,6 +28,12 @@ class Settings(BaseSettings):
     offline_after_s: float = Field(30.0, gt=0, description="A device unseen this long is offline")
     reaper_interval_s: float = Field(5.0, gt=0, description="How often expired leases are swept")
     write_admin_token: bool = Field(True, description="Create ./<data_dir>/admin.token at start")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        """Resolved once, here: no worker or subprocess depends on the caller's cwd."""
+        return value.expanduser().resolve()
 
     @property
     def resolved_database_url(self) -> str:

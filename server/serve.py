@@ -121,6 +121,7 @@ _TOKEN_LOCK = threading.Lock()
 
 def serve(host: str, port: int, data_dir: Path, local_agent: bool = True) -> None:
     settings = Settings(host=host, port=port, data_dir=data_dir)
+    data_dir = settings.data_dir  # absolute: the workers get the same directory whatever their cwd
     app = create_app(settings)
     url = f"http://{host}:{port}"
     workers = (

@@ -1,0 +1,173 @@
+"""The README quick start, literally: `make run` in a fresh copy of the repository with no
+LatencyLab environment variables and the default relative data dir `./.latencylab`.
+
+A relative data dir once broke every conversion under plain `make run` (the conversion
+subprocess runs in its own work directory, so `.latencylab/...` stopped resolving) while
+every test passed with absolute paths. These tests start the real `make run` from a copy of
+the working tree (tracked and untracked, non-ignored files, as `git clone` would give plus
+uncommitted work), reusing this checkout's already set-up `.venv`/`.venvs` so that setup is a
+no-op, and follow the README with the CLI and the default token file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import QUICK_CLI, REPO, free_port
+
+README_PORT = 8000
+
+
+def _fresh_copy(dest: Path) -> Path:
+    """The working tree as a fresh clone would have it (no data dir, no caches)."""
+    files = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for rel in filter(None, files):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    # Reuse the set-up environments; keep the setup stamp newer than its prerequisites.
+    for venv in (".venv", ".venvs"):
+        if (REPO / venv).is_dir():
+            (dest / venv).symlink_to(REPO / venv)
+    for name in ("pyproject.toml", "Makefile", "constraints.txt"):
+        os.utime(dest / name, (0, 0))
+    return dest
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LATENCYLAB_", "PYTHON"))}
+    env.pop("PORT", None)
+    return {**env, **extra}
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def make_run(clone: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    if not (REPO / ".venv" / "bin" / "latencylab").exists():
+        pytest.skip("no set-up .venv in the checkout to reuse (run `make setup` first)")
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            ["make", "run"], cwd=clone, env=env, stdout=fh, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def _wait_online(url: str, clone: Path, proc: subprocess.Popen[bytes], log: Path) -> str:
+    """The admin token once the coordinator answers and the local agent is online."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        token_file = clone / ".latencylab" / "admin.token"
+        if token_file.is_file():
+            token = token_file.read_text().strip()
+            with contextlib.suppress(httpx.TransportError):
+                r = httpx.get(f"{url}/api/v1/devices", headers={"Authorization": f"Bearer {token}"})
+                classes = {d["class"] for d in r.json() if d["status"] == "online"}
+                if r.status_code == 200 and {"cpu", "converter"} <= classes:
+                    return token
+        time.sleep(0.5)
+    raise AssertionError(f"make run did not come up:\n{log.read_text()[-3000:]}")
+
+
+def _cli(clone: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`.venv/bin/latencylab ARGS` as the README writes it, from the clone, no env overrides."""
+    return subprocess.run(
+        [str(clone / ".venv" / "bin" / "latencylab"), *args],
+        cwd=clone, env=_clean_env(PYTHONPATH=str(clone), COLUMNS="100"),
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def test_make_run_quick_start_converts_and_measures(tmp_path: Path) -> None:
+    if not _port_free(README_PORT):
+        pytest.skip(f"port {README_PORT} (the README's) is taken on this machine")
+    clone = _fresh_copy(tmp_path / "latencylab")
+    log = tmp_path / "make-run.log"
+    url = f"http://127.0.0.1:{README_PORT}"
+    from converters import zoo
+
+    onnx_model = zoo.write_onnx("efficientnet", clone / "effnet.onnx")
+    pt2_model = zoo.write_pt2("efficientnet", clone / "effnet.pt2")
+    with make_run(clone, _clean_env(PYTHONPATH=str(clone)), log) as proc:
+        token = _wait_online(url, clone, proc, log)
+        assert f"LatencyLab is running at {url}" in log.read_text() and token in log.read_text()
+        assert (clone / ".latencylab" / "latencylab.db").is_file()  # the default relative dir
+
+        runs = [
+            (onnx_model, ["--runtime", "tflite", "--runtime", "openvino"]),
+            (pt2_model, ["--runtime", "onnxruntime"]),
+        ]
+        for model, runtimes in runs:
+            res = _cli(clone, "submit", model.name, *runtimes, "--device", "local",
+                       "--threads", "1", *QUICK_CLI, "--json")  # fmt: skip
+            assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+            bench = json.loads(res.stdout)["benchmark"]
+            assert bench["status"] == "succeeded", bench
+            assert {r["runtime"] for r in bench["results"]} == {
+                r for r in runtimes if r != "--runtime"
+            }
+            assert all(r["status"] == "succeeded" and r["runs"] >= 20 for r in bench["results"])
+
+
+def test_make_run_honours_latencylab_port(tmp_path: Path) -> None:
+    """`LATENCYLAB_PORT` (named by the contract) reaches the server through `make run`."""
+    clone = _fresh_copy(tmp_path / "latencylab")
+    port = free_port()
+    log = tmp_path / "make-run.log"
+    env = _clean_env(PYTHONPATH=str(clone), LATENCYLAB_PORT=str(port))
+    with make_run(clone, env, log) as proc:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"http://127.0.0.1:{port}/api/v1/health").status_code == 200:
+                    break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"nothing answered on port {port}:\n{log.read_text()[-3000:]}")
+        assert f"running at http://127.0.0.1:{port}" in _wait_banner(log)
+
+
+def _wait_banner(log: Path, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = log.read_text()
+        if "LatencyLab is running at" in text:
+            return text
+        time.sleep(0.2)
+    return log.read_text()
