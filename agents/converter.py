@@ -113,7 +113,7 @@ def convert_job(agent: Agent, job: LeasedJob, workdir: Path) -> None:
     assert job.conversion is not None and agent.device_id is not None
     device_id, task = agent.device_id, job.conversion
     try:
-        cached = agent.local_artifact(job)
+        cached = agent.local_artifact(job, workdir)
     except Exception as exc:  # report, never die: the lease would only expire
         outcome = ConversionOutcome(
             status="failed",
@@ -127,7 +127,7 @@ def convert_job(agent: Agent, job: LeasedJob, workdir: Path) -> None:
         )
         return
     if job.artifact_metadata.get("archive"):
-        source = cached  # unpacked in the cache: external data files sit beside the entry
+        source = cached  # unpacked in the job's workdir: external data files sit beside it
     else:
         source = workdir / f"source{SOURCE_SUFFIX.get(job.model.format, '')}"
         source.symlink_to(cached.resolve())
@@ -142,7 +142,11 @@ def convert_job(agent: Agent, job: LeasedJob, workdir: Path) -> None:
         "out_dir": str(workdir / "out"),
     }
     result = convert_isolated(
-        request, workdir / "run", agent.settings.convert_timeout_s, agent.settings.convert_memory_mb
+        request,
+        workdir / "run",
+        agent.settings.convert_timeout_s,
+        agent.settings.convert_memory_mb,
+        cancel=agent._cancel,  # a lost lease or SIGTERM stops the conversion
     )
     outcome, artifact = _outcome(result)
     if agent._cancel.is_set():

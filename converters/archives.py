@@ -1,6 +1,9 @@
 """Checking zip archives before anything is unpacked or loaded: entry count, unpacked size,
 compression ratio (zip bombs), unsafe paths and links. Used for ``.pt2`` programs, zipped
-``.mlpackage`` directories and ONNX models with external data."""
+``.mlpackage`` directories and ONNX models with external data.
+
+Messages name the archive by ``display_name`` (the uploaded file's name) when given, never by
+the path of the temporary copy being checked."""
 
 from __future__ import annotations
 
@@ -23,9 +26,10 @@ def check_zip(
     max_entries: int = MAX_ENTRIES,
     max_ratio: float = MAX_RATIO,
     hint: str | None = None,
+    display_name: str | None = None,
 ) -> list[zipfile.ZipInfo]:
     """Refuse zip bombs and path tricks; returns the members."""
-    name = Path(path).name
+    name = display_name or Path(path).name
     try:
         with zipfile.ZipFile(path) as zf:
             infos = zf.infolist()
@@ -60,9 +64,11 @@ def check_zip(
     return infos
 
 
-def extract(path: str | Path, dest: Path, max_total: int) -> list[str]:
+def extract(
+    path: str | Path, dest: Path, max_total: int, display_name: str | None = None
+) -> list[str]:
     """Check, then unpack into ``dest``; returns the member file names."""
-    infos = check_zip(path, max_total)
+    infos = check_zip(path, max_total, display_name=display_name)
     with zipfile.ZipFile(path) as zf:
         zf.extractall(dest)
     return [i.filename for i in infos if not i.is_dir()]

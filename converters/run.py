@@ -9,9 +9,11 @@ REQ.json is one conversion, or a source with a list of them::
      "out_dir": "artifacts/", "timeout_s": 900, "memory_mb": 8192}
     {"source": "m.pt2", "conversions": [{"target": "onnx"}, {"target": "tflite", "precision": "int8"}]}
 
-Each conversion runs in its own ``python -m converters.run --worker`` process, in its own
-session (so a timeout kills the whole process group, onnx2tf's child included), with its
-stdout/stderr captured to ``<workdir>/convert.log``. Memory is capped with
+Each conversion runs in its own ``python -m converters.run --worker`` process, a
+``converters.spawn.Sandbox``: in its own session (so a timeout or a cancel kills the whole
+process group, onnx2tf's child included), gone with its group when the process that
+started it dies (SIGKILL included), with its stdout/stderr captured to
+``<workdir>/convert.log``. Memory is capped with
 ``resource.setrlimit(RLIMIT_AS, ...)`` in ``preexec_fn``: RLIMIT_AS bounds *virtual* address
 space, which the kernel enforces without cgroups (allocations beyond it fail with
 MemoryError/ENOMEM instead of the host OOM-killing a neighbour). Virtual size is larger than
@@ -26,14 +28,16 @@ import json
 import logging
 import os
 import resource
-import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from converters.spawn import Sandbox
 
 DEFAULT_TIMEOUT_S = 900
 DEFAULT_MEMORY_MB = 8192
@@ -76,8 +80,11 @@ def convert_isolated(
     workdir: str | Path,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     memory_mb: int = DEFAULT_MEMORY_MB,
+    cancel: threading.Event | None = None,
 ) -> dict[str, Any]:
-    """Run one conversion in a subprocess with a timeout and memory limit; return its result."""
+    """Run one conversion in a subprocess with a timeout and memory limit; return its result.
+
+    ``cancel`` (set by the agent on a lost lease or SIGTERM) kills the conversion early."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     req_path, res_path, log = (
@@ -88,7 +95,11 @@ def convert_isolated(
     res_path.unlink(missing_ok=True)
     # The worker runs with cwd=workdir: every path it gets must not depend on our cwd.
     out_dir = Path(request.get("out_dir") or workdir / "artifacts").resolve()
-    request = {**request, "source": str(Path(request["source"]).absolute()), "out_dir": str(out_dir)}
+    request = {
+        **request,
+        "source": str(Path(request["source"]).absolute()),
+        "out_dir": str(out_dir),
+    }
     req_path.write_text(json.dumps(request, indent=2))
     env = {
         **os.environ,
@@ -107,29 +118,31 @@ def convert_isolated(
         str(res_path),
     ]
     t0 = time.monotonic()
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
+    with (
+        open(log, "wb") as fh,
+        Sandbox(
             cmd,
             stdout=fh,
             stderr=subprocess.STDOUT,
             cwd=workdir,
             env=env,
-            preexec_fn=_limit_memory(memory_mb),
-            start_new_session=True,
+            preexec=_limit_memory(memory_mb),
+        ) as box,
+    ):
+        status = box.wait(timeout_s, cancel)
+        box.close()  # whatever is left of its group (onnx2tf's process) goes too
+    if status is None and cancel is not None and cancel.is_set():
+        return _failure(request, "run", "conversion cancelled", None, log, "failed")
+    if status is None:
+        return _failure(
+            request,
+            "run",
+            f"conversion timed out after {timeout_s:.0f} s",
+            "raise timeout_s in the request, or convert a smaller model / input shape",
+            log,
+            "timeout",
         )
-        try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return _failure(
-                request,
-                "run",
-                f"conversion timed out after {timeout_s:.0f} s",
-                "raise timeout_s in the request, or convert a smaller model / input shape",
-                log,
-                "timeout",
-            )
+    rc = status
     if res_path.exists():
         result = json.loads(res_path.read_text())
         result["seconds"] = round(time.monotonic() - t0, 3)

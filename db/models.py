@@ -8,7 +8,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -30,6 +41,9 @@ class ApiToken(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    device_scope: Mapped[list[Any] | None] = mapped_column(
+        JSON, default=None, doc="agent tokens: device-name globs it may register; NULL: any"
+    )
 
 
 class Artifact(Base):
@@ -41,6 +55,12 @@ class Artifact(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     format: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(
+        default=utcnow, doc="last stored or claimed; garbage collection spares recent ones"
+    )
+    purged_at: Mapped[datetime | None] = mapped_column(
+        default=None, doc="the file was collected; the row stays for what still names it"
+    )
 
 
 class Model(Base):
@@ -64,6 +84,9 @@ class Model(Base):
     )
     owner_token_id: Mapped[int | None] = mapped_column(ForeignKey("api_tokens.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column(
+        default=None, doc="deleted with its results kept: hidden everywhere but its benchmarks"
+    )
 
 
 class Device(Base):
@@ -96,6 +119,24 @@ class Job(Base):
     """One unit of work for one device: a benchmark target (later: a conversion, a table entry)."""
 
     __tablename__ = "jobs"
+    __table_args__ = (
+        # At most one running job per device, enforced by the database (a second lease: 409).
+        Index(
+            "uq_jobs_running_device",
+            "device_id",
+            unique=True,
+            postgresql_where=text("status = 'running'"),
+            sqlite_where=text("status = 'running'"),
+        ),
+        # The lease statement: the oldest queued job of each eligible queue key.
+        Index(
+            "ix_jobs_queued",
+            "queue_key_id",
+            "id",
+            postgresql_where=text("status = 'queued'"),
+            sqlite_where=text("status = 'queued'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     kind: Mapped[str] = mapped_column(String(32), default="benchmark")
@@ -109,6 +150,9 @@ class Job(Base):
     )
     runtime: Mapped[str] = mapped_column(String(32))
     device_selector: Mapped[str] = mapped_column(String(200))
+    queue_key_id: Mapped[int | None] = mapped_column(
+        ForeignKey("queue_keys.id"), default=None, doc="selector + runtime as terms (db.queue)"
+    )
     precision: Mapped[str] = mapped_column(String(8))
     batch_size: Mapped[int] = mapped_column(Integer)
     threads: Mapped[int] = mapped_column(Integer)
@@ -150,6 +194,9 @@ class Result(Base):
     first_inference_ms: Mapped[float | None] = mapped_column(Float, default=None)
     memory: Mapped[dict[str, Any]] = mapped_column(default=dict)
     environment: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    quality: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, default=None, doc="flags, mode, repeats (server/store/quality.py); NULL: not yet"
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     job: Mapped[Job] = relationship(back_populates="result")
@@ -168,3 +215,4 @@ class ResultSeries(Base):
 
 from db import conversions as _conversions  # noqa: E402, F401  (register on Base)
 from db import nas as _nas  # noqa: E402, F401  (register the table models on Base)
+from db import queue as _queue  # noqa: E402, F401  (queue keys and device terms)

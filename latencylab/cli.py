@@ -1,96 +1,59 @@
-"""The ``latencylab`` command: serve, agent, submit, results, devices, models, token."""
+"""The ``latencylab`` command: serve, agent, converter, submit, results, devices, models,
+table, token.
+
+Errors a user can cause end in one readable message and an exit code (``latencylab.cli_common``:
+1 error, 2 invalid input and nothing done, 3 the work ran and failed), never a traceback.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from latencylab.cli_common import (
+    ENV_HELP,
+    JsonOpt,
+    ServerOpt,
+    TokenOpt,
+    WideOpt,
+    connect,
+    console,
+    err,
+    fail,
+    parse_pairs,
+)
+from latencylab.cli_layout import Col, print_table
+from latencylab.cli_models import models_app
+from latencylab.cli_results import print_problems, print_results
+from latencylab.cli_submit import SUBMIT_HELP, submit
 from latencylab.cli_tables import table_app
 from latencylab.client import Client, LatencyLabError
-from latencylab.schemas import BenchmarkPublic, ResultPublic
+from latencylab.schemas import TokenPublic
 
-app = typer.Typer(help="LatencyLab: hardware-aware latency benchmarking.", no_args_is_help=True)
+app = typer.Typer(
+    help=f"LatencyLab: hardware-aware latency benchmarking.\n\n{ENV_HELP}",
+    no_args_is_help=True,
+)
 token_app = typer.Typer(help="Manage API tokens (admin).", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(table_app, name="table")
-console = Console()
-err = Console(stderr=True)
-
-ServerOpt = Annotated[str | None, typer.Option(help="Coordinator URL [env LATENCYLAB_SERVER]")]
-TokenOpt = Annotated[str | None, typer.Option(help="API token [env LATENCYLAB_TOKEN]")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
+app.add_typer(models_app, name="models")
+app.command("submit", help=SUBMIT_HELP)(submit)
 
 
 def _client(server: str | None, token: str | None) -> Client:
     return Client(server=server, token=token)
 
 
-def _fail(exc: Exception) -> None:
-    if isinstance(exc, httpx.TransportError):
-        url = exc.request.url if exc.request else "the coordinator"
-        exc = ConnectionError(f"cannot reach {url} ({exc}); is the coordinator running (make run)?")
-    err.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(1)
-
-
-def _fmt(v: float | None, digits: int = 3) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
-
-
-def results_table(bench: BenchmarkPublic) -> Table:
-    t = Table(title=f"benchmark {bench.id} ({bench.status})")
-    for col in (
-        "result",
-        "runtime",
-        "device",
-        "prec",
-        "batch",
-        "thr",
-        "status",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "mean ms",
-        "CoV",
-        "runs",
-        "load ms",
-        "peak RSS MB",
-    ):
-        t.add_column(col, justify="right" if col.endswith(("ms", "MB", "runs", "CoV")) else "left")
-    rows: list[ResultPublic] = bench.results
-    for r in rows:
-        lat = r.latency_ms
-        t.add_row(
-            str(r.id),
-            r.runtime,
-            r.device,
-            r.precision,
-            str(r.batch_size),
-            str(r.threads),
-            r.status if r.status == "succeeded" else f"[red]{r.status}[/red]",
-            _fmt(lat.p50 if lat else None),
-            _fmt(lat.p90 if lat else None),
-            _fmt(lat.p99 if lat else None),
-            _fmt(lat.mean if lat else None),
-            _fmt(lat.cov if lat else None, 4),
-            str(r.runs),
-            _fmt(r.load_ms, 1),
-            _fmt(r.memory.get("peak_rss_mb"), 1),
-        )
-    return t
-
-
-def _print_errors(bench: BenchmarkPublic) -> None:
-    for j in bench.jobs:
-        if j.status == "failed" and j.error:
-            err.print(f"[red]job {j.id} ({j.runtime} on {j.device}) failed:[/red] {j.error}")
+def _fail(exc: Exception) -> NoReturn:
+    fail(exc)
 
 
 @app.command()
@@ -125,12 +88,7 @@ def agent(
     from agents.agent import main
     from agents.config import AgentSettings
 
-    attributes = {}
-    for a in attr or []:
-        key, sep, value = a.partition("=")
-        if not sep:
-            _fail(ValueError(f"--attr wants key=value, got {a!r}"))
-        attributes[key] = value
+    attributes = parse_pairs(attr, "--attr")
     overrides: dict[str, Any] = {
         "server": server,
         "token": token,
@@ -181,170 +139,74 @@ def converter(
 
 
 @app.command()
-def submit(
-    model: Annotated[
-        Path, typer.Argument(exists=True, dir_okay=False, help="Model: .onnx, .pt2, .tflite, .zip")
-    ],
-    runtime: Annotated[
-        list[str] | None, typer.Option(help="Runtime, repeat for several [default: onnxruntime]")
-    ] = None,
-    device: Annotated[
-        list[str] | None, typer.Option(help="Device selector, repeat for several [default: local]")
-    ] = None,
-    precision: str = "fp32",
-    batch_size: int = 1,
-    threads: int = 1,
-    name: Annotated[str | None, typer.Option(help="Model name")] = None,
-    metadata: Annotated[str | None, typer.Option(help="Metadata JSON")] = None,
-    option: Annotated[
-        list[str] | None,
-        typer.Option(help="Target option key=value, e.g. delegate=gpu (repeat)"),
-    ] = None,
-    warmup_runs: int = 10,
-    min_runs: int = 50,
-    min_duration_s: float = 1.0,
-    max_duration_s: float = 30.0,
-    target_rel_ci: float = 0.01,
-    wait: Annotated[bool, typer.Option(help="Wait for the results")] = True,
+def results(
+    benchmark_id: int,
+    wide: WideOpt = False,
     server: ServerOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Upload a model, benchmark it on every runtime x device given, show the results."""
-    from latencylab.progress import watch
-
-    runtime = runtime or ["onnxruntime"]
-    device = device or ["local"]
-    options: dict[str, str] = {}
-    for o in option or []:
-        key, sep, value = o.partition("=")
-        if not sep:
-            _fail(ValueError(f"--option wants key=value, got {o!r}"))
-        options[key] = value
-
-    try:
-        meta = json.loads(metadata) if metadata else None
-    except json.JSONDecodeError as exc:
-        _fail(ValueError(f"--metadata is not valid JSON: {exc}"))
-    try:
-        with _client(server, token) as c:
-            m = c.upload_model(model, name=name, metadata=meta)
-            if not as_json:
-                err.print(
-                    f"uploaded model {m.id} ({m.name}, {m.size} bytes, sha256 {m.sha256[:12]})"
-                )
-            targets = [
-                {
-                    "runtime": r,
-                    "device": d,
-                    "precision": precision,
-                    "batch_size": batch_size,
-                    "threads": threads,
-                    "options": options,
-                }
-                for r in runtime
-                for d in device
-            ]
-            settings = {
-                "warmup_runs": warmup_runs,
-                "min_runs": min_runs,
-                "min_duration_s": min_duration_s,
-                "max_duration_s": max_duration_s,
-                "target_rel_ci": target_rel_ci,
-            }
-            bench = c.benchmark(m.id, targets, settings)
-            if wait:
-                bench = watch(c, bench.id, quiet=as_json)
-    except (LatencyLabError, httpx.TransportError) as exc:
-        _fail(exc)
-    if as_json:
-        print(
-            json.dumps(
-                {"model": m.model_dump(mode="json"), "benchmark": bench.model_dump(mode="json")}
-            )
-        )
-        return
-    console.print(results_table(bench))
-    _print_errors(bench)
-    if bench.status == "failed":
-        raise typer.Exit(2)
-
-
-@app.command()
-def results(
-    benchmark_id: int, server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False
-) -> None:
-    """Show a benchmark's results."""
-    try:
-        with _client(server, token) as c:
-            bench = c.get_benchmark(benchmark_id)
-    except (LatencyLabError, httpx.TransportError) as exc:
-        _fail(exc)
+    """Show a benchmark's results (fewer columns on a narrow terminal; --wide for all)."""
+    with connect(server, token) as c:
+        bench = c.get_benchmark(benchmark_id)
     if as_json:
         print(bench.model_dump_json())
         return
-    console.print(results_table(bench))
-    _print_errors(bench)
+    print_results(console, bench, wide)
+    print_problems(err, bench)
+
+
+DEVICE_COLUMNS = (
+    Col("id", rank=3, numeric=True),
+    Col("name"),
+    Col("class", rank=1),
+    Col("status"),
+    Col("runtimes", rank=2),
+    Col("current job", rank=4, numeric=True),
+    Col("queued", rank=4, numeric=True),
+    Col("last seen", rank=5),
+)
 
 
 @app.command()
-def devices(server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def devices(
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    wide: WideOpt = False,
+) -> None:
     """List the fleet: devices, their runtimes and whether they are online."""
-    try:
-        with _client(server, token) as c:
-            devs = c.devices()
-    except (LatencyLabError, httpx.TransportError) as exc:
-        _fail(exc)
+    with connect(server, token) as c:
+        devs = c.devices()
     if as_json:
         print(json.dumps([d.model_dump(mode="json", by_alias=True) for d in devs]))
         return
-    t = Table(title="devices")
-    for col in ("id", "name", "class", "status", "runtimes", "current job", "queued", "last seen"):
-        t.add_column(col)
-    for d in devs:
-        t.add_row(
+    rows = [
+        [
             str(d.id),
-            d.name,
-            d.device_class,
+            escape(d.name),
+            escape(d.device_class),
             d.status if d.status == "online" else f"[yellow]{d.status}[/yellow]",
-            ", ".join(f"{k} {v}" for k, v in sorted(d.runtimes.items())),
+            escape("\n".join(f"{k} {v}" for k, v in sorted(d.runtimes.items()))),
             str(d.current_job or "-"),
             str(d.queue_depth),
             d.last_seen.isoformat(timespec="seconds"),
-        )
-    console.print(t)
-
-
-@app.command()
-def models(server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
-    """List uploaded models."""
-    try:
-        with _client(server, token) as c:
-            ms = c.models()
-    except (LatencyLabError, httpx.TransportError) as exc:
-        _fail(exc)
-    if as_json:
-        print(json.dumps([m.model_dump(mode="json") for m in ms]))
-        return
-    t = Table(title="models")
-    for col in ("id", "name", "format", "size", "inputs", "sha256"):
-        t.add_column(col)
-    for m in ms:
-        t.add_row(
-            str(m.id),
-            m.name,
-            m.format,
-            str(m.size),
-            "; ".join(f"{i.name}{i.shape}" for i in m.inputs),
-            m.sha256[:12],
-        )
-    console.print(t)
+        ]
+        for d in devs
+    ]
+    print_table(console, "devices", DEVICE_COLUMNS, rows, wide)
 
 
 @token_app.command("create")
 def token_create(
     scope: Annotated[str, typer.Option(help="admin | user | agent")] = "user",
     name: str = "",
+    device: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Agent tokens: a device name or glob (pixel-*) it may register; repeatable"
+        ),
+    ] = None,
     server: ServerOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -354,13 +216,83 @@ def token_create(
         _fail(ValueError(f"unknown scope {scope!r}: use admin, user or agent"))
     try:
         with _client(server, token) as c:
-            t = c.create_token(scope, name)
+            t = c.create_token(scope, name, device or None)
     except (LatencyLabError, httpx.TransportError) as exc:
         _fail(exc)
     if as_json:
         print(t.model_dump_json())
     else:
         print(t.token)
+
+
+def _token_row(t: TokenPublic) -> list[str]:
+    return [
+        str(t.id),
+        t.name,
+        t.scope,
+        t.prefix,
+        ", ".join(t.devices) if t.devices is not None else "any",
+        ", ".join(t.registered_devices) or "-",
+        t.created_at.isoformat(timespec="seconds"),
+        f"[red]{t.revoked_at.isoformat(timespec='seconds')}[/red]" if t.revoked_at else "-",
+    ]
+
+
+@token_app.command("list")
+def token_list(server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+    """List tokens (admin): scope, device scope, registered devices, revocation (no secrets)."""
+    try:
+        with _client(server, token) as c:
+            tokens = c.list_tokens()
+    except (LatencyLabError, httpx.TransportError) as exc:
+        _fail(exc)
+    if as_json:
+        print(json.dumps([t.model_dump(mode="json") for t in tokens]))
+        return
+    t = Table(title="tokens")
+    for col in ("id", "name", "scope", "prefix", "may register", "devices", "created", "revoked"):
+        t.add_column(col)
+    for row in tokens:
+        t.add_row(*_token_row(row))
+    console.print(t)
+
+
+@token_app.command("revoke")
+def token_revoke(
+    token_id: Annotated[int, typer.Argument(help="The token's id (see 'latencylab token list')")],
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a token at once (admin); the devices registered with it are released."""
+    try:
+        with _client(server, token) as c:
+            t = c.revoke_token(token_id)
+    except (LatencyLabError, httpx.TransportError) as exc:
+        _fail(exc)
+    if as_json:
+        print(t.model_dump_json())
+    else:
+        print(f"token {t.id} ('{t.name}', {t.scope}) revoked")
+
+
+@token_app.command("unbind")
+def token_unbind(
+    device_id: Annotated[int, typer.Argument(help="The device's id (see 'latencylab devices')")],
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Free a device from the token that registered it (admin), so another token may."""
+    try:
+        with _client(server, token) as c:
+            d = c.release_device(device_id)
+    except (LatencyLabError, httpx.TransportError) as exc:
+        _fail(exc)
+    if as_json:
+        print(d.model_dump_json(by_alias=True))
+    else:
+        print(f"device {d.id} ('{d.name}') released: any token allowed the name may register it")
 
 
 def main() -> None:  # pragma: no cover - console entry

@@ -1,34 +1,35 @@
-"""``latencylab table``: build latency tables of NAS spaces, watch them, show and export them."""
+"""``latencylab table``: build latency tables of NAS spaces, watch them, show, export and
+predict with them."""
 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-import httpx
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from latencylab.client import Client, LatencyLabError
+from latencylab.cli_common import (
+    EXIT_FAILED,
+    JsonOpt,
+    ServerOpt,
+    TokenOpt,
+    WideOpt,
+    connect,
+    console,
+    err,
+    flag_label,
+    stop,
+)
+from latencylab.cli_layout import Col, print_table
+from latencylab.client import Client
+from latencylab.spaces import get_space
 from latencylab.tables import TablePublic
 
 table_app = typer.Typer(help="Latency tables of NAS search spaces.", no_args_is_help=True)
-console = Console()
-err = Console(stderr=True)
-
-ServerOpt = Annotated[str | None, typer.Option(help="Coordinator URL [env LATENCYLAB_SERVER]")]
-TokenOpt = Annotated[str | None, typer.Option(help="API token [env LATENCYLAB_TOKEN]")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts")]
-
-
-def _fail(exc: Exception) -> None:
-    if isinstance(exc, httpx.TransportError):
-        exc = ConnectionError(f"cannot reach the coordinator ({exc}); is it running (make run)?")
-    err.print(f"[red]error:[/red] {exc}")
-    raise typer.Exit(1)
 
 
 def _phase(t: TablePublic) -> str:
@@ -102,7 +103,9 @@ def watch_table(c: Client, table_id: int, quiet: bool = False) -> TablePublic:
 def build(
     space: Annotated[str, typer.Option(help="ofa-proxyless | ofa-mbv3 | fbnet")],
     resolution: Annotated[int | None, typer.Option(help="Default: the space's")] = None,
-    device: str = "local",
+    device: Annotated[
+        str, typer.Option(help="local, a device name or key:value[,key:value] (class:gpu)")
+    ] = "local",
     runtime: str = "onnxruntime",
     threads: int = 1,
     batch_size: int = 1,
@@ -117,38 +120,35 @@ def build(
     as_json: JsonOpt = False,
 ) -> None:
     """Build (or resume / reuse) a latency table, then validate it on random archs."""
-    try:
-        with Client(server=server, token=token) as c:
-            t = c.create_table(
-                space,
-                device=device,
-                runtime=runtime,
-                resolution=resolution,
-                batch_size=batch_size,
-                threads=threads,
-                precision=precision,
-                validate_n=validate_n,
-                seed=seed,
-                statistic=statistic,
-                fresh=fresh,
+    with connect(server, token, flag_label) as c:
+        t = c.create_table(
+            space,
+            device=device,
+            runtime=runtime,
+            resolution=resolution,
+            batch_size=batch_size,
+            threads=threads,
+            precision=precision,
+            validate_n=validate_n,
+            seed=seed,
+            statistic=statistic,
+            fresh=fresh,
+        )
+        if not as_json and t.reused:
+            err.print(f"table {t.id}: the identical table ({t.status}); --fresh for a new one")
+        elif not as_json:
+            err.print(
+                f"table {t.id}: {t.progress.blocks_total} unique blocks of {t.space} at "
+                f"{t.resolution} on {t.device} ({t.progress.blocks_reused} already measured)"
             )
-            if not as_json and t.reused:
-                err.print(f"table {t.id}: the identical table ({t.status}); --fresh for a new one")
-            elif not as_json:
-                err.print(
-                    f"table {t.id}: {t.progress.blocks_total} unique blocks of {t.space} at "
-                    f"{t.resolution} on {t.device} ({t.progress.blocks_reused} already measured)"
-                )
-            if wait:
-                t = watch_table(c, t.id, quiet=as_json)
-    except (LatencyLabError, httpx.TransportError) as exc:
-        _fail(exc)
+        if wait:
+            t = watch_table(c, t.id, quiet=as_json)
     if as_json:
         print(t.model_dump_json())
         return
     _show(t)
     if t.status == "failed":
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_FAILED)
 
 
 @table_app.command("show")
@@ -161,19 +161,16 @@ def show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a table's status and quality, or export it (--format)."""
-    try:
-        with Client(server=server, token=token) as c:
-            if format:
-                text = c.export_table(table_id, format)
-                if output:
-                    output.write_text(text)
-                    err.print(f"wrote {output}")
-                else:
-                    print(text, end="")
-                return
-            t = c.table(table_id)
-    except (LatencyLabError, httpx.TransportError) as exc:
-        _fail(exc)
+    with connect(server, token) as c:
+        if format:
+            text = c.export_table(table_id, format)
+            if output:
+                output.write_text(text)
+                err.print(f"wrote {output}")
+            else:
+                print(text, end="")
+            return
+        t = c.table(table_id)
     if as_json:
         print(t.model_dump_json())
         return
@@ -181,23 +178,34 @@ def show(
     _show(t)
 
 
+TABLE_COLUMNS = (
+    Col("id", numeric=True),
+    Col("space"),
+    Col("res", rank=2, numeric=True),
+    Col("device", rank=1),
+    Col("runtime", rank=3),
+    Col("thr", rank=4, numeric=True),
+    Col("status"),
+    Col("done", rank=2, numeric=True),
+    Col("acc10 %", rank=1),
+)
+
+
 @table_app.command("list")
-def list_(server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = False) -> None:
+def list_(
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    wide: WideOpt = False,
+) -> None:
     """List latency tables."""
-    try:
-        with Client(server=server, token=token) as c:
-            tables = c.tables()
-    except (LatencyLabError, httpx.TransportError) as exc:
-        _fail(exc)
+    with connect(server, token) as c:
+        tables = c.tables()
     if as_json:
         print(json.dumps([t.model_dump(mode="json") for t in tables]))
         return
-    out = Table(title="latency tables")
-    for col in ("id", "space", "res", "device", "runtime", "thr", "status", "done", "acc10 %"):
-        out.add_column(col)
-    for t in tables:
-        q = t.quality
-        out.add_row(
+    rows = [
+        [
             str(t.id),
             t.space,
             str(t.resolution),
@@ -206,18 +214,100 @@ def list_(server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = F
             str(t.threads),
             t.status,
             f"{t.progress.done}/{t.progress.total}",
-            "-" if q is None else f"{100 * q.acc10:.1f} ({q.predictor})",
-        )
-    console.print(out)
+            "-" if t.quality is None else f"{100 * t.quality.acc10:.1f} ({t.quality.predictor})",
+        ]
+        for t in tables
+    ]
+    print_table(console, "latency tables", TABLE_COLUMNS, rows, wide)
 
 
 @table_app.command("resume")
 def resume(table_id: int, server: ServerOpt = None, token: TokenOpt = None) -> None:
     """Retry a table's failed blocks and watch it finish."""
-    try:
-        with Client(server=server, token=token) as c:
-            c.resume_table(table_id)
-            t = watch_table(c, table_id)
-    except (LatencyLabError, httpx.TransportError) as exc:
-        _fail(exc)
+    with connect(server, token) as c:
+        c.resume_table(table_id)
+        t = watch_table(c, table_id)
     _show(t)
+    if t.status == "failed":
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _load_archs(arch: list[str] | None, file: Path | None) -> list[Any]:
+    archs: list[Any] = []
+    for i, text in enumerate(arch or []):
+        try:
+            archs.append(json.loads(text))
+        except json.JSONDecodeError as exc:
+            stop(f"--arch number {i + 1} is not valid JSON: {exc}")
+    if file is not None:
+        try:
+            loaded = json.loads(file.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            stop(f"--file {file}: cannot read a JSON list of architectures: {exc}")
+        archs.extend(loaded if isinstance(loaded, list) else [loaded])
+    return archs
+
+
+PREDICT_COLUMNS = (
+    Col("#", numeric=True),
+    Col("latency ms", numeric=True),
+    Col("lut_sum ms", numeric=True),
+    Col("architecture", rank=1),
+)
+
+
+@table_app.command("predict")
+def predict(
+    table_id: Annotated[int, typer.Argument(help="The table's id (see 'latencylab table list')")],
+    arch: Annotated[
+        list[str] | None,
+        typer.Option(
+            help='An architecture as JSON, e.g. \'{"ks": [...], "e": [...], "d": [...]}\' '
+            "(repeat); the encoding is the table's space's (docs/tables.md)"
+        ),
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="A JSON file with a list of architectures"),
+    ] = None,
+    random_n: Annotated[
+        int | None,
+        typer.Option("--random", min=1, max=200_000, help="N architectures sampled from the space"),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of --random")] = 0,
+    resolution: Annotated[int | None, typer.Option(help="Default: the table's")] = None,
+    wide: WideOpt = False,
+    server: ServerOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predict the latency of architectures with a table: latency_ms (the table's best
+    predictor, calibrated where that validated better) and lut_sum_ms (the plain block sum)."""
+    if sum(x is not None for x in (arch, file, random_n)) != 1:
+        stop(
+            "give the architectures one way: --arch JSON (repeat), --file archs.json or --random N"
+        )
+    archs = _load_archs(arch, file)
+    with connect(server, token) as c:
+        if random_n is not None:
+            t = c.table(table_id)
+            rng = random.Random(seed)
+            archs = [get_space(t.space).sample(rng) for _ in range(random_n)]
+        if not archs:
+            stop(f"--file {file} holds no architectures")
+        pred = c.predict(table_id, archs, resolution)
+    if as_json:
+        predictions = [
+            {"arch": a, "latency_ms": y, "lut_sum_ms": s}
+            for a, y, s in zip(archs, pred.latency_ms, pred.lut_sum_ms, strict=True)
+        ]
+        print(
+            json.dumps({"table": table_id, "predictor": pred.predictor, "predictions": predictions})
+        )
+        return
+    rows = [
+        [str(i + 1), f"{y:.3f}", f"{s:.3f}", json.dumps(a, separators=(",", ":"))]
+        for i, (a, y, s) in enumerate(zip(archs, pred.latency_ms, pred.lut_sum_ms, strict=True))
+    ]
+    title = f"table {table_id}: latency_ms by {pred.predictor}"
+    print_table(console, title, PREDICT_COLUMNS, rows, wide)

@@ -10,13 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from latencylab.config import get_client_settings
+from latencylab.checks import BenchmarkCheckPublic
+from latencylab.config import TokenOrigin, get_client_settings
+from latencylab.errors import ErrorCode, default_code, parse_error
 from latencylab.schemas import (
     BenchmarkCreate,
     BenchmarkPublic,
     DevicePublic,
+    GcReport,
     MeasureSettings,
     ModelPublic,
+    ModelUpdate,
     ProfilePublic,
     RawTimes,
     Target,
@@ -37,12 +41,28 @@ DONE = {"succeeded", "partial", "failed"}
 
 
 class LatencyLabError(RuntimeError):
-    """The coordinator answered with an error; ``status_code`` and ``detail`` say which."""
+    """The coordinator answered with an error.
 
-    def __init__(self, status_code: int, detail: str) -> None:
+    ``status_code`` and ``detail`` (for people) say what; ``code`` (an ``ErrorCode``: branch on
+    this, never on ``detail``) says why; ``errors`` lists the offending fields of a 422
+    (``loc``, ``msg``, ``type``); ``token`` is the origin of the token the request carried
+    (its prefix, and whether it came from an argument, ``LATENCYLAB_TOKEN`` or the token file).
+    """
+
+    def __init__(
+        self,
+        status_code: int,
+        detail: str,
+        code: ErrorCode | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        token: TokenOrigin | None = None,
+    ) -> None:
         super().__init__(f"{status_code}: {detail}")
         self.status_code = status_code
         self.detail = detail
+        self.code = code or default_code(status_code)
+        self.errors = errors or []
+        self.token = token
 
 
 class Client:
@@ -58,7 +78,7 @@ class Client:
     ) -> None:
         cfg = get_client_settings()
         self.server = (server or cfg.resolved_server).rstrip("/")
-        token = token or cfg.resolved_token()
+        token, self.token_origin = cfg.find_token(token)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.http = httpx.Client(base_url=self.server + "/api/v1", headers=headers, timeout=timeout)
 
@@ -74,11 +94,12 @@ class Client:
     def _json(self, r: httpx.Response) -> Any:
         if r.status_code >= 400:
             try:
-                detail = r.json().get("detail", r.text)
-            except (ValueError, AttributeError):
-                detail = r.text
+                payload = r.json()
+            except ValueError:
+                payload = r.text
+            body = parse_error(r.status_code, payload)
             raise LatencyLabError(
-                r.status_code, detail if isinstance(detail, str) else json.dumps(detail)
+                r.status_code, body.detail, body.code, body.errors, self.token_origin
             )
         return r.json() if r.content else None
 
@@ -89,9 +110,27 @@ class Client:
     def whoami(self) -> TokenPublic:
         return TokenPublic.model_validate(self._json(self.http.get("/tokens/me")))
 
-    def create_token(self, scope: str = "user", name: str = "") -> TokenPublic:
-        return TokenPublic.model_validate(
-            self._json(self.http.post("/tokens", json={"scope": scope, "name": name}))
+    def create_token(
+        self, scope: str = "user", name: str = "", devices: list[str] | None = None
+    ) -> TokenPublic:
+        """Create a token (admin); ``devices`` scopes an agent token to names or globs."""
+        body: dict[str, Any] = {"scope": scope, "name": name}
+        if devices is not None:
+            body["devices"] = list(devices)
+        return TokenPublic.model_validate(self._json(self.http.post("/tokens", json=body)))
+
+    def list_tokens(self) -> list[TokenPublic]:
+        """Every token (admin): scope, device scope, registered devices, revocation time."""
+        return [TokenPublic.model_validate(t) for t in self._json(self.http.get("/tokens"))]
+
+    def revoke_token(self, token_id: int) -> TokenPublic:
+        """Revoke a token (admin) at once; the devices registered with it are released."""
+        return TokenPublic.model_validate(self._json(self.http.post(f"/tokens/{token_id}/revoke")))
+
+    def release_device(self, device_id: int) -> DevicePublic:
+        """Free a device from the token that registered it (admin), so another may take it."""
+        return DevicePublic.model_validate(
+            self._json(self.http.post(f"/devices/{device_id}/release"))
         )
 
     # ------------------------------------------------------------------ models
@@ -109,11 +148,46 @@ class Client:
             r = self.http.post("/models", files={"file": (path.name, fh)}, data=data, timeout=600)
         return ModelPublic.model_validate(self._json(r))
 
-    def models(self) -> list[ModelPublic]:
-        return [ModelPublic.model_validate(m) for m in self._json(self.http.get("/models"))]
+    def models(self, sha256: str | None = None) -> list[ModelPublic]:
+        """Uploaded models, newest first; ``sha256``: only those of that file."""
+        params = {"sha256": sha256} if sha256 else None
+        r = self.http.get("/models", params=params)
+        return [ModelPublic.model_validate(m) for m in self._json(r)]
 
     def model(self, model_id: int) -> ModelPublic:
         return ModelPublic.model_validate(self._json(self.http.get(f"/models/{model_id}")))
+
+    def update_model(
+        self,
+        model_id: int,
+        *,
+        name: str | None = None,
+        accuracy: dict[str, float] | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ModelPublic:
+        """Correct a model (its uploader or an admin): what is None stays as it is;
+        ``accuracy``/``tags`` replace those metadata keys, ``metadata`` is merged key by key
+        (a None value there removes the key)."""
+        fields = {"name": name, "accuracy": accuracy, "tags": tags, "metadata": metadata}
+        body = ModelUpdate.model_validate({k: v for k, v in fields.items() if v is not None})
+        r = self.http.patch(
+            f"/models/{model_id}", json=body.model_dump(mode="json", exclude_unset=True)
+        )
+        return ModelPublic.model_validate(self._json(r))
+
+    def delete_model(self, model_id: int, results: str = "keep") -> None:
+        """Delete a model (its uploader or an admin). ``results="keep"``: its benchmarks and
+        results stay readable by id, the model leaves lists and the Pareto page;
+        ``"delete"``: they go with it. A job a device is running is a 409 (retry later)."""
+        self._json(self.http.delete(f"/models/{model_id}", params={"results": results}))
+
+    def collect_garbage(self, grace_s: float | None = None) -> GcReport:
+        """Delete the artifacts nothing needs (admin); ``grace_s`` overrides the server's
+        grace period (``LATENCYLAB_GC_GRACE_S``)."""
+        params = {"grace_s": grace_s} if grace_s is not None else None
+        r = self.http.post("/artifacts/gc", params=params, timeout=600)
+        return GcReport.model_validate(self._json(r))
 
     # ------------------------------------------------------------------ benchmarks
     def benchmark(
@@ -133,6 +207,33 @@ class Client:
         return BenchmarkPublic.model_validate(
             self._json(self.http.post("/benchmarks", json=body.model_dump(mode="json")))
         )
+
+    def check_benchmark(
+        self,
+        targets: Iterable[Target | dict[str, Any]],
+        model_id: int | None = None,
+        model_format: str | None = None,
+        settings: MeasureSettings | dict[str, Any] | None = None,
+    ) -> BenchmarkCheckPublic:
+        """Dry run of :meth:`benchmark` on the coordinator (nothing is created): the same rules,
+        for a stored model (``model_id``), a model of ``model_format`` not uploaded yet, or
+        neither. Targets and settings go as given, so the coordinator's validation is the one
+        that answers: a refused one raises ``LatencyLabError`` (422, ``errors`` naming each)."""
+        body: dict[str, Any] = {
+            "targets": [t.model_dump(mode="json") if isinstance(t, Target) else t for t in targets]
+        }
+        if settings is not None:
+            body["settings"] = (
+                settings.model_dump(mode="json")
+                if isinstance(settings, MeasureSettings)
+                else settings
+            )
+        if model_id is not None:
+            body["model_id"] = model_id
+        if model_format is not None:
+            body["model_format"] = model_format
+        r = self.http.post("/benchmarks/check", json=body)
+        return BenchmarkCheckPublic.model_validate(self._json(r))
 
     def get_benchmark(self, bench_id: int) -> BenchmarkPublic:
         return BenchmarkPublic.model_validate(self._json(self.http.get(f"/benchmarks/{bench_id}")))

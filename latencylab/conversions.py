@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from latencylab.fields import Id, RequestModel, Text
+
 Target = Literal["onnx", "tflite", "coreml", "tensorrt", "openvino"]
 TARGETS: tuple[str, ...] = ("onnx", "tflite", "coreml", "tensorrt", "openvino")
 ConversionStatus = Literal["queued", "running", "succeeded", "failed"]
@@ -20,13 +22,14 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
 
-class ConversionCreate(_Model):
-    model_id: int
+class ConversionCreate(RequestModel):
+    model_id: Id
     target: Target
     precision: Literal["fp32", "fp16", "int8"] = "fp32"
     batch_size: int = Field(1, ge=1, le=4096)
-    device: str | None = Field(
+    device: Text | None = Field(
         None,
+        max_length=200,
         description="TensorRT only: the GPU/Jetson selector whose agent builds (and runs) the engine",
     )
 

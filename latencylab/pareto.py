@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from latencylab.quality import QualityFlag
 from latencylab.schemas import UTCDateTime
 
 K = TypeVar("K", bound=Hashable)
@@ -67,6 +68,11 @@ class ParetoPoint(_Model):
     benchmark_id: int | None = None
     threads: int | None = None
     measured_at: UTCDateTime | None = Field(None, description="When the result was reported")
+    flags: list[QualityFlag] = Field(
+        default_factory=list,
+        description="The result's quality flags; one of severity warning marks the point",
+    )
+    mode: str | None = Field(None, description="Measurement mode of the result (quick, ...)")
 
 
 class ParetoResponse(_Model):
@@ -81,6 +87,9 @@ class ParetoResponse(_Model):
     metrics: list[str] = Field(
         default_factory=list,
         description="Every accuracy metric carried by a model measured on this target",
+    )
+    hidden_flagged: int = Field(
+        0, description="Models left out by hide_flagged (their latest result is flagged)"
     )
 
 

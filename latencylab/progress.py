@@ -1,9 +1,13 @@
-"""A live progress display for a running benchmark (rich), used by ``latencylab submit``."""
+"""A live progress display for a running benchmark (rich), used by ``latencylab submit``.
+
+One line per job at any terminal width: the label takes what it needs (folded, never cut,
+when the terminal is narrow) and the bar the rest."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Column
 
 from latencylab.client import Client
 from latencylab.schemas import BenchmarkPublic, JobPublic
@@ -51,12 +55,13 @@ def watch(
         return client.wait(bench_id, timeout=timeout)
     console = Console(stderr=True)
     with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
+        TextColumn("{task.description}", table_column=Column(overflow="fold", ratio=3)),
+        BarColumn(bar_width=None, table_column=Column(ratio=1, min_width=10)),
         TextColumn("{task.percentage:>3.0f}%"),
         TimeElapsedColumn(),
         console=console,
         transient=False,
+        expand=True,
     ) as bar:
         tasks: dict[int, TaskID] = {}
 

@@ -8,18 +8,32 @@ unless the name says ``_mb``.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from latencylab.conversions import ConversionTask
+from latencylab.fields import Id, JsonObject, RequestModel, Seed, StrMap, Text
+from latencylab.quality import QualityFlag, RepeatsSummary
+from latencylab.runtime_options import HostTools, normalized_options
+from latencylab.status import JobStatus
 
 Runtime = Literal["onnxruntime", "tflite", "coreml", "tensorrt", "openvino", "pytorch"]
 RUNTIMES: tuple[str, ...] = ("onnxruntime", "tflite", "coreml", "tensorrt", "openvino", "pytorch")
 Precision = Literal["fp32", "fp16", "int8"]
-JobStatus = Literal["waiting", "queued", "running", "succeeded", "failed"]
-"""``waiting``: a benchmark job whose artifact is still being converted."""
 BenchmarkStatus = Literal["queued", "running", "succeeded", "partial", "failed"]
 Scope = Literal["admin", "user", "agent"]
 
@@ -57,9 +71,81 @@ class ModelPublic(_Model):
     created_at: UTCDateTime | None = None
 
 
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+_NO_NUL = AfterValidator(_no_nul)
+MetricName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), _NO_NUL
+]
+Tag = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100), _NO_NUL
+]
+ModelName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), _NO_NUL
+]
+FIXED_METADATA = ("accuracy", "tags", "input_shapes")
+"""Metadata keys a ``ModelUpdate.metadata`` merge may not touch (they have fields of their own,
+or, ``input_shapes``, were applied to the model's inputs at upload)."""
+
+
+class ModelUpdate(RequestModel):
+    """``PATCH /api/v1/models/{id}``: only the fields given change.
+
+    ``name`` renames (it cannot be null). ``accuracy`` replaces ``metadata.accuracy`` as a
+    whole (finite numbers only; null removes it, so the model leaves the Pareto page);
+    ``tags`` replaces ``metadata.tags`` (null removes them). ``metadata`` is merged into the
+    stored metadata key by key: a value replaces that key, null removes it; ``accuracy``,
+    ``tags`` and ``input_shapes`` cannot be set through it."""
+
+    name: ModelName | None = Field(None, description="New display name (1-200 characters)")
+    accuracy: dict[MetricName, Annotated[float, Strict()]] | None = Field(
+        None, max_length=64, description='Metric → value, e.g. {"top1": 75.3}; null removes'
+    )
+    tags: list[Tag] | None = Field(None, max_length=256, description="Replaces the tags")
+    metadata: JsonObject | None = Field(
+        None, description="Merged key by key into the metadata; a null value removes the key"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelUpdate:
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("name cannot be null: give a new name or leave the field out")
+        if "metadata" in self.model_fields_set and self.metadata is None:
+            raise ValueError("metadata cannot be null: give an object of keys to change")
+        fixed = sorted(set(self.metadata or {}) & set(FIXED_METADATA))
+        if fixed:
+            raise ValueError(
+                f"metadata.{fixed[0]} cannot be changed through metadata: "
+                + (
+                    "it was applied to the model's inputs at upload; upload the model again"
+                    if fixed[0] == "input_shapes"
+                    else f"use the top-level '{fixed[0]}' field"
+                )
+            )
+        return self
+
+
+class GcReport(_Model):
+    """What a garbage collection of the artifact store freed."""
+
+    artifacts_deleted: int = Field(description="Artifact rows deleted with their files")
+    files_deleted: int = Field(
+        description="Files deleted: those of deleted rows, of artifacts only finished or "
+        "deleted things refer to (row kept, marked purged) and files no row knew"
+    )
+    bytes_freed: int = Field(description="Bytes of the files deleted")
+
+
 # --------------------------------------------------------------------------- measurement
-class MeasureSettings(_Model):
-    """How a steady state is measured (the stopping rule of the protocol)."""
+class MeasureSettings(RequestModel):
+    """How a steady state is measured (the stopping rule of the protocol).
+
+    Unknown fields, non-finite numbers and contradictions (``min_runs`` above ``max_runs``,
+    ``min_duration_s`` above ``max_duration_s``) are refused."""
 
     warmup_runs: int = Field(10, ge=0, le=10_000, description="Iterations run and discarded")
     min_runs: int = Field(50, ge=1, le=1_000_000, description="Steady-state iterations at least")
@@ -75,20 +161,64 @@ class MeasureSettings(_Model):
     profile: bool = Field(
         True, description="Run a separate per-layer profiling pass after the steady state"
     )
-    seed: int = Field(0, description="Seed of the random input tensors")
+    seed: Seed = Field(0, description="Seed of the random input tensors (0 to 2^32-1)")
+    repeats: int = Field(
+        1,
+        ge=1,
+        le=20,
+        description="Measure the steady state in this many independent fresh processes "
+        "(timeout_s applies to each); the result pools their raw times and reports the "
+        "between-run spread and a 95% CI of the median across runs. 1: the CI covers the "
+        "variation within one process only",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MeasureSettings:
+        if self.min_runs > self.max_runs:
+            raise PydanticCustomError(
+                "inconsistent_settings",
+                f"min_runs ({self.min_runs}) is above max_runs ({self.max_runs})",
+            )
+        if self.min_duration_s > self.max_duration_s:
+            raise PydanticCustomError(
+                "inconsistent_settings",
+                f"min_duration_s ({self.min_duration_s:g}) is above max_duration_s "
+                f"({self.max_duration_s:g})",
+            )
+        return self
 
 
-class Target(_Model):
+class LeasedSettings(MeasureSettings):
+    """``MeasureSettings`` as a lease carries them to an agent: tolerant of fields a newer
+    coordinator may add."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+class Target(RequestModel):
     runtime: Runtime
-    device: str = Field("local", description="'local', a device name, or 'key:value' attributes")
+    device: Text = Field(
+        "local",
+        min_length=1,
+        max_length=200,
+        description="'local', a device name, or 'key:value' attributes",
+    )
     precision: Precision = "fp32"
     batch_size: int = Field(1, ge=1, le=4096)
     threads: int = Field(1, ge=0, le=1024, description="Intra-op threads; 0 = runtime default")
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="Runtime/device options, e.g. {'delegate': 'gpu'} (TFLite), "
-        "{'device': 'GPU'} (OpenVINO), {'cpu_mask': 'f0', 'cooldown_s': 30} (phones)",
+        "{'device': 'GPU'} (OpenVINO), {'cpu_mask': 'f0', 'cooldown_s': 30} (phones); "
+        "each runtime's options are a closed set (latencylab.runtime_options): an unknown key "
+        "is refused, and delegates/tools are named, never given as paths",
     )
+
+    @field_validator("options")
+    @classmethod
+    def _typed_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        runtime = info.data.get("runtime")
+        return normalized_options(runtime, value) if runtime else value
 
 
 class MeasureSpec(_Model):
@@ -103,6 +233,12 @@ class MeasureSpec(_Model):
     threads: int = 1
     settings: MeasureSettings = Field(default_factory=MeasureSettings)
     options: dict[str, Any] = Field(default_factory=dict, description="Runtime-specific options")
+    artifact_metadata: dict[str, Any] = Field(
+        default_factory=dict, description="What the converter recorded with the artifact"
+    )
+    host: HostTools = Field(
+        default_factory=HostTools, description="The agent operator's delegates and tools"
+    )
 
 
 class LatencyStats(_Model):
@@ -132,7 +268,10 @@ class LayerProfile(_Model):
     name: str
     type: str | None = None
     time_ms: float
-    compute_unit: str | None = None
+    compute_unit: str | None = Field(None, description="Where it ran: CPU, GPU, NPU, a provider")
+    kernel: str | None = Field(
+        None, description="The implementation the runtime chose (OpenVINO: jit_avx512_f32, ...)"
+    )
 
 
 class MeasureResult(_Model):
@@ -153,11 +292,19 @@ class MeasureResult(_Model):
     memory: dict[str, float] = Field(default_factory=dict)
     environment: dict[str, Any] = Field(default_factory=dict)
     profile: list[LayerProfile] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why the numbers deserve less trust, e.g. a cap stopped the steady state "
+        "before min_runs",
+    )
+    repeats: RepeatsSummary | None = Field(
+        None, description="Set when settings.repeats > 1: each fresh process's figures"
+    )
 
 
 # --------------------------------------------------------------------------- benchmarks
-class BenchmarkCreate(_Model):
-    model_id: int
+class BenchmarkCreate(RequestModel):
+    model_id: Id
     targets: list[Target] = Field(min_length=1, max_length=64)
     settings: MeasureSettings = Field(default_factory=MeasureSettings)
 
@@ -198,6 +345,22 @@ class ResultPublic(_Model):
     first_inference_ms: float | None = None
     memory: dict[str, Any] = Field(default_factory=dict)
     environment: dict[str, Any] = Field(default_factory=dict)
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Why the numbers deserve less trust, e.g. a cap stopped the steady state "
+        "before min_runs",
+    )
+    flags: list[QualityFlag] = Field(
+        default_factory=list,
+        description="Quality flags computed from the raw times, settings and environment "
+        "(docs/measurement.md); a result with a warning-severity flag is marked everywhere",
+    )
+    mode: str | None = Field(
+        None, description="Measurement mode: quick | standard | publish | table | custom"
+    )
+    repeats: RepeatsSummary | None = Field(
+        None, description="Between-run figures when the steady state ran in several processes"
+    )
 
 
 class BenchmarkPublic(_Model):
@@ -213,6 +376,11 @@ class BenchmarkPublic(_Model):
 class RawTimes(_Model):
     times_ms: list[float]
     warmup_ms: list[float] = Field(default_factory=list)
+    repeat_runs: list[int] = Field(
+        default_factory=list,
+        description="Runs per repeat, in order, when several processes measured: times_ms is "
+        "their concatenation (repeat k holds the next repeat_runs[k] times)",
+    )
 
 
 class ProfilePublic(_Model):
@@ -220,16 +388,18 @@ class ProfilePublic(_Model):
 
 
 # --------------------------------------------------------------------------- devices / agents
-class DeviceRegister(_Model):
-    name: str = Field(min_length=1, max_length=200)
-    device_class: str = Field("cpu", alias="class", description="cpu | gpu | jetson | phone | mac")
-    runtimes: dict[str, str] = Field(default_factory=dict, description="runtime → version")
-    attributes: dict[str, Any] = Field(default_factory=dict)
-    info: dict[str, Any] = Field(
+class DeviceRegister(RequestModel):
+    name: Text = Field(min_length=1, max_length=200)
+    device_class: Text = Field(
+        "cpu", alias="class", max_length=32, description="cpu | gpu | jetson | phone | mac"
+    )
+    runtimes: StrMap = Field(default_factory=dict, description="runtime → version")
+    attributes: JsonObject = Field(default_factory=dict)
+    info: JsonObject = Field(
         default_factory=dict, description="CPU model, cores, OS, memory: shown, not matched"
     )
 
-    model_config = ConfigDict(populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
 
 
 class DevicePublic(_Model):
@@ -247,9 +417,9 @@ class DevicePublic(_Model):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
 
-class Heartbeat(_Model):
-    job_id: int | None = None
-    progress: dict[str, Any] = Field(default_factory=dict)
+class Heartbeat(RequestModel):
+    job_id: Id | None = None
+    progress: JsonObject = Field(default_factory=dict)
 
 
 class LeasedJob(_Model):
@@ -259,7 +429,7 @@ class LeasedJob(_Model):
     precision: str
     batch_size: int
     threads: int
-    settings: MeasureSettings
+    settings: LeasedSettings
     model: ModelPublic
     artifact_sha256: str
     artifact_format: str | None = Field(
@@ -274,16 +444,52 @@ class LeasedJob(_Model):
     conversion: ConversionTask | None = Field(None, description="Set for kind 'convert'")
 
 
-class JobReport(_Model):
+class JobReport(RequestModel):
     """An agent's report: the measurement, or a failure before measuring (download, …)."""
 
     result: MeasureResult
 
 
 # --------------------------------------------------------------------------- tokens / health
+_DEVICE_PATTERN = re.compile(r"[A-Za-z0-9._:@+/*?-]{1,200}")
+
+
+def _device_pattern(value: str) -> str:
+    if not _DEVICE_PATTERN.fullmatch(value):
+        raise ValueError(
+            f"device pattern {value!r} must be 1-200 characters of letters, digits, "
+            "'.', '_', '-', ':', '@', '+', '/' and the wildcards '*' and '?'"
+        )
+    return value
+
+
+DevicePattern = Annotated[str, AfterValidator(_device_pattern)]
+"""A device name or a glob over names: ``pixel-*``, ``jetson-??``."""
+
+
 class TokenCreate(_Model):
+    model_config = ConfigDict(extra="forbid")
+
     scope: Scope = "user"
     name: str = Field("", max_length=200)
+    devices: list[DevicePattern] | None = Field(
+        None,
+        min_length=1,
+        max_length=100,
+        description="Agent tokens only: the device names (or globs with * and ?) this token may "
+        "register; omitted: any name",
+    )
+
+    @model_validator(mode="after")
+    def _devices_for_agents(self) -> TokenCreate:
+        if self.devices is not None and self.scope != "agent":
+            raise ValueError(
+                f"devices scopes an agent token to device names; a {self.scope} token "
+                "registers no devices (use scope 'agent' or leave devices out)"
+            )
+        if self.devices is not None:
+            self.devices = list(dict.fromkeys(self.devices))
+        return self
 
 
 class TokenPublic(_Model):
@@ -292,6 +498,15 @@ class TokenPublic(_Model):
     scope: Scope
     prefix: str
     created_at: UTCDateTime
+    revoked_at: UTCDateTime | None = Field(
+        None, description="When the token was revoked; a revoked token gets 401 token_revoked"
+    )
+    devices: list[str] | None = Field(
+        None, description="Device-name patterns this agent token may register; null: any name"
+    )
+    registered_devices: list[str] = Field(
+        default_factory=list, description="Names of the devices registered with this token now"
+    )
     token: str | None = Field(None, description="The secret; shown only once, at creation")
 
 

@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from latencylab.fields import RequestModel, Seed, Text
+from latencylab.presets import preset
 from latencylab.schemas import MeasureSettings, Precision, Runtime, UTCDateTime
 
 TableStatus = Literal["building", "validating", "succeeded", "failed"]
@@ -21,18 +23,12 @@ TableStatus = Literal["building", "validating", "succeeded", "failed"]
 TableFormat = Literal["json", "csv", "ofa-yaml"]
 Statistic = Literal["min", "p50", "mean"]
 
-TABLE_SETTINGS = MeasureSettings(
-    warmup_runs=10,
-    min_runs=30,
-    min_duration_s=0.3,
-    max_duration_s=3.0,
-    target_rel_ci=0.02,
-    timeout_s=300.0,
-    profile=False,
-)
-"""Measurement settings of table builds unless a request gives its own: hundreds of small
-blocks, so a short steady state (>= 30 runs and >= 0.3 s, stop once the 95% CI of the median
-is within +-2%, at most 3 s) and no per-layer profile pass."""
+TABLE_SETTINGS = preset("table")
+"""Measurement settings of table builds unless a request gives its own (preset ``table``):
+hundreds of small blocks, so a short steady state (>= 30 runs and >= 0.3 s, stop once the 95%
+CI of the median is within +-2%, at most 3 s) and no per-layer profile pass, in 3 fresh
+processes per block (``repeats``): medians move more between processes than within one, and
+a table sums many of them (docs/measurement.md, "Modes and repeats")."""
 
 
 class _Model(BaseModel):
@@ -49,11 +45,20 @@ class SpacePublic(_Model):
     num_unique_blocks: int = Field(description="Unique blocks at the default resolution")
 
 
-class TableCreate(_Model):
-    space: str = Field(description="A built-in space: ofa-proxyless, ofa-mbv3 or fbnet")
-    device: str = Field("local", description="'local', a device name or 'key:value' selector")
+class TableCreate(RequestModel):
+    space: Text = Field(
+        max_length=32, description="A built-in space: ofa-proxyless, ofa-mbv3 or fbnet"
+    )
+    device: Text = Field(
+        "local",
+        min_length=1,
+        max_length=200,
+        description="'local', a device name or 'key:value' selector",
+    )
     runtime: Runtime = "onnxruntime"
-    resolution: int | None = Field(None, description="Input size; default: the space's default")
+    resolution: int | None = Field(
+        None, ge=1, le=4096, description="Input size; default: the space's default"
+    )
     batch_size: int = Field(1, ge=1, le=4096)
     threads: int = Field(1, ge=0, le=1024, description="Intra-op threads; 0 = runtime default")
     precision: Precision = "fp32"
@@ -67,7 +72,7 @@ class TableCreate(_Model):
         "fastest steady-state run: least sensitive to other load on a shared host), p50 or mean",
     )
     validate_n: int = Field(100, ge=0, le=2000, description="Random archs measured whole")
-    seed: int = Field(0, description="Seed of the validation sample")
+    seed: Seed = Field(0, description="Seed of the validation sample (0 to 2^32-1)")
     fresh: bool = Field(
         False,
         description="Start a new table even if an identical one exists (measured blocks are "
@@ -116,6 +121,7 @@ class TableQuality(PredictorQuality):
 
 class FailedBlock(_Model):
     key: str
+    ofa_key: str | None = Field(None, description="The block's key in OFA's tables (ofa-yaml)")
     error: str | None = None
 
 
@@ -164,9 +170,9 @@ class TableExport(TablePublic):
     validation: list[dict[str, Any]] = Field(default_factory=list)
 
 
-class PredictRequest(_Model):
+class PredictRequest(RequestModel):
     architectures: list[Any] = Field(max_length=200_000)
-    resolution: int | None = Field(None, description="Default: the table's")
+    resolution: int | None = Field(None, ge=1, le=4096, description="Default: the table's")
 
 
 class PredictResponse(_Model):

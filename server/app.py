@@ -9,8 +9,7 @@ import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import make_engine, make_session_factory
@@ -19,18 +18,23 @@ from latencylab import __version__
 from server.artifacts import ArtifactStore
 from server.config import Settings, get_settings
 from server.deps import AppState
+from server.errors import install_handlers
+from server.openapi import install_openapi
 from server.routes import (
     agents,
     artifacts,
     benchmarks,
     conversions,
     devices,
+    gc,
     health,
     models,
     pareto,
+    presets,
     tables,
     tokens,
 )
+from server.store.gc import collect_garbage
 from server.store.jobs import expire_leases
 from server.store.tokens import create_token, find_token
 from server.web import mount_web
@@ -68,6 +72,16 @@ def _reaper(sessions: sessionmaker[Session], interval: float, stop: threading.Ev
             log.exception("lease reaper failed")
 
 
+def _collector(
+    sessions: sessionmaker[Session], store: ArtifactStore, settings: Settings, stop: threading.Event
+) -> None:
+    while not stop.wait(settings.gc_interval_s):
+        try:
+            collect_garbage(sessions, store, settings.gc_grace_s)
+        except Exception:  # keep collecting; a transient DB error must not kill the thread
+            log.exception("artifact garbage collection failed")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -87,11 +101,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             target=_reaper, args=(sessions, settings.reaper_interval_s, stop), daemon=True
         )
         reaper.start()
+        threads = [reaper]
+        if settings.gc_interval_s > 0:
+            collector = threading.Thread(
+                target=_collector, args=(sessions, store, settings, stop), daemon=True
+            )
+            collector.start()
+            threads.append(collector)
         try:
             yield
         finally:
             stop.set()
-            reaper.join(timeout=5)
+            for thread in threads:
+                thread.join(timeout=5)
             engine.dispose()
 
     app = FastAPI(
@@ -103,10 +125,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/api/v1/openapi.json",
     )
 
-    @app.exception_handler(Exception)
-    async def unhandled(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", exc_info=exc)
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+    install_handlers(app)
+    install_openapi(app)
 
     api = APIRouter(prefix="/api/v1")
     for module in (
@@ -116,8 +136,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         devices,
         agents,
         artifacts,
+        gc,
         tokens,
         pareto,
+        presets,
         conversions,
         tables,
     ):

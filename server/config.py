@@ -27,6 +27,12 @@ class Settings(BaseSettings):
     max_attempts: int = Field(3, ge=1, description="Leases a job may lose before it fails")
     offline_after_s: float = Field(30.0, gt=0, description="A device unseen this long is offline")
     reaper_interval_s: float = Field(5.0, gt=0, description="How often expired leases are swept")
+    gc_interval_s: float = Field(
+        3600.0, ge=0, description="How often unneeded artifacts are collected; 0: never"
+    )
+    gc_grace_s: float = Field(
+        3600.0, ge=0, description="Artifacts stored or used this recently are never collected"
+    )
     write_admin_token: bool = Field(True, description="Create ./<data_dir>/admin.token at start")
 
     @field_validator("data_dir")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -9,12 +10,17 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import ApiToken
+from latencylab.errors import ErrorCode
 from server.artifacts import ArtifactStore
 from server.config import Settings
-from server.store.tokens import find_token
+from server.errors import ApiError
+from server.store.tokens import lookup_token
+
+log = logging.getLogger("latencylab.server")
 
 
 @dataclass
@@ -33,17 +39,57 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
+DB_RETRY_AFTER_S = 5
+_SQLITE_FULL = 13  # sqlite3.SQLITE_FULL: the database file's disk is full
+_PG_DISK_FULL = "53100"  # SQLSTATE disk_full
+
+
+def _database_error(exc: OperationalError) -> ApiError:
+    """A failing database is a response, never a reset connection or a bare 500: its disk
+    full is a 507 (like a full artifact store), anything else (the server gone, a lock timing
+    out) a 503 to retry."""
+    orig = exc.orig
+    disk_full = (getattr(orig, "sqlite_errorcode", 0) or 0) & 0xFF == _SQLITE_FULL or (
+        getattr(orig, "sqlstate", None) == _PG_DISK_FULL
+    )
+    if disk_full:
+        return ApiError(
+            507,
+            ErrorCode.insufficient_storage,
+            "the server is out of disk space (its database cannot be written); nothing was "
+            "changed",
+        )
+    return ApiError(
+        503,
+        ErrorCode.unavailable,
+        f"the database cannot be written or read ({type(orig).__name__}); nothing was "
+        f"changed, retry in {DB_RETRY_AFTER_S} s",
+        headers={"Retry-After": str(DB_RETRY_AFTER_S)},
+    )
+
+
 def get_session(state: StateDep) -> Iterator[Session]:
-    """One session per request, committed after the route returns and before the response."""
+    """One session per request, committed after the route returns and before the response
+    (``scope="function"``), so a failing commit still becomes the request's error response."""
     session = state.sessions()
     try:
         yield session
         session.commit()
+    except OperationalError as exc:
+        _rollback(session)
+        raise _database_error(exc) from exc
     except BaseException:
-        session.rollback()
+        _rollback(session)
         raise
     finally:
         session.close()
+
+
+def _rollback(session: Session) -> None:
+    try:
+        session.rollback()
+    except SQLAlchemyError:  # the connection is gone: closing the session discards it
+        log.warning("rollback failed", exc_info=True)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -55,18 +101,32 @@ def get_token(
     session: SessionDep,
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiToken:
+    """The caller's active token: 401 ``token_missing`` without one, ``token_invalid`` for a
+    token never issued, ``token_revoked`` for a revoked one (checked on every request)."""
+    challenge = {"WWW-Authenticate": "Bearer"}
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
-        raise HTTPException(
+        raise ApiError(
             status.HTTP_401_UNAUTHORIZED,
+            ErrorCode.token_missing,
             "missing bearer token: send 'Authorization: Bearer <token>'",
-            headers={"WWW-Authenticate": "Bearer"},
+            headers=challenge,
         )
-    token = find_token(session, creds.credentials)
+    token = lookup_token(session, creds.credentials)
     if token is None:
-        raise HTTPException(
+        raise ApiError(
             status.HTTP_401_UNAUTHORIZED,
-            "invalid or revoked token",
-            headers={"WWW-Authenticate": "Bearer"},
+            ErrorCode.token_invalid,
+            "unknown token: it was never issued by this coordinator (check for a typo or a "
+            "token of another server)",
+            headers=challenge,
+        )
+    if token.revoked_at is not None:
+        raise ApiError(
+            status.HTTP_401_UNAUTHORIZED,
+            ErrorCode.token_revoked,
+            f"token {token.id} ('{token.name}') was revoked at "
+            f"{token.revoked_at.isoformat(timespec='seconds')}Z; ask an admin for a new one",
+            headers=challenge,
         )
     return token
 

@@ -1,6 +1,7 @@
 """Recognise an uploaded model file and read its signature.
 
-Every problem raises ``ModelRejected`` with a message meant for the user.
+Every problem raises ``ModelRejected`` with a message meant for the user; messages name the
+uploaded file (and the entries inside an archive), never the server's temporary paths.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from converters.archives import ArchiveRejected, extract
+from server.model_checks import ModelCheckFailed, check_external_data, check_input_size
 
 SUPPORTED = (
     "ONNX (.onnx, or a .zip holding one .onnx with its external data), a torch.export "
@@ -117,17 +119,47 @@ def _run_inspector(fmt: str, path: Path) -> dict[str, Any]:
     return result
 
 
-def inspect_upload(path: Path, fmt: str, workdir: Path, max_total: int) -> ModelInfo:
-    """Validate the upload of format ``fmt`` and read its inputs, outputs (and opset)."""
+def _scrub(message: str, path: Path, workdir: Path, filename: str) -> str:
+    """The message with the temporary copy's path and the unpack directory taken out."""
+    for long, short in (
+        (f"{workdir}/", ""),
+        (str(workdir), "the archive"),
+        (str(path), filename),
+        (path.name, filename),
+        (f"{path.parent}/", ""),
+    ):
+        message = message.replace(long, short)
+    return message
+
+
+def inspect_upload(
+    path: Path, fmt: str, workdir: Path, max_total: int, filename: str | None = None
+) -> ModelInfo:
+    """Validate the upload of format ``fmt`` and read its inputs, outputs (and opset).
+
+    ``filename`` is the uploaded file's name: errors say it instead of ``path``.
+    """
+    shown = filename or path.name
+    try:
+        return _inspect(path, fmt, workdir, max_total, shown)
+    except ModelRejected as exc:
+        raise ModelRejected(_scrub(exc.message, path, workdir, shown), exc.status_code) from exc
+
+
+def _unpack(path: Path, workdir: Path, max_total: int, filename: str) -> list[str]:
+    try:
+        return extract(path, workdir, max_total, display_name=filename)
+    except ArchiveRejected as exc:
+        raise ModelRejected(str(exc)) from exc
+
+
+def _inspect(path: Path, fmt: str, workdir: Path, max_total: int, filename: str) -> ModelInfo:
     if fmt == "onnx":
         return inspect_onnx(path)
     if fmt == "onnx-zip":
-        try:
-            names = extract(path, workdir, max_total)
-        except ArchiveRejected as exc:
-            raise ModelRejected(str(exc)) from exc
+        names = _unpack(path, workdir, max_total, filename)
         entry = next(n for n in names if n.endswith(".onnx"))
-        info = inspect_onnx(workdir / entry)  # the checker reads the data files beside it
+        info = inspect_onnx(workdir / entry, archive_root=workdir)  # data files beside it
         info.artifact_meta = {"archive": "zip", "entry": entry}
         return info
     if fmt == "pt2":
@@ -144,10 +176,7 @@ def inspect_upload(path: Path, fmt: str, workdir: Path, max_total: int) -> Model
         r = _run_inspector("tflite", path)
         return ModelInfo("tflite", r["inputs"], r["outputs"], None, r.get("extra", {}))
     if fmt == "mlpackage":
-        try:
-            names = extract(path, workdir, max_total)
-        except ArchiveRejected as exc:
-            raise ModelRejected(str(exc)) from exc
+        names = _unpack(path, workdir, max_total, filename)
         pkg = next(n.split(".mlpackage/")[0] + ".mlpackage" for n in names if ".mlpackage/" in n)
         r = _run_inspector("mlpackage", workdir / pkg)
         return ModelInfo(
@@ -161,8 +190,12 @@ def inspect_upload(path: Path, fmt: str, workdir: Path, max_total: int) -> Model
     raise ModelRejected(f"unsupported format {fmt!r}. Supported: {SUPPORTED}", 415)
 
 
-def inspect_onnx(path: Path) -> ModelInfo:
-    """Validate with ``onnx.checker`` (full check) and read inputs, outputs and opset."""
+def inspect_onnx(path: Path, archive_root: Path | None = None) -> ModelInfo:
+    """Validate with ``onnx.checker`` (full check) and read inputs, outputs and opset.
+
+    ``archive_root``: where the zip holding the model was unpacked; its external data files
+    must be there and hold every byte their tensors declare (checked before the checker).
+    """
     import onnx
     from google.protobuf.message import DecodeError
 
@@ -178,6 +211,10 @@ def inspect_onnx(path: Path) -> ModelInfo:
             "not a valid ONNX model: no IR version or an empty graph; the file may be truncated "
             "or not an ONNX file at all"
         )
+    try:
+        check_external_data(model, path, archive_root or path.parent, archive_root is not None)
+    except ModelCheckFailed as exc:
+        raise ModelRejected(str(exc)) from exc
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except onnx.checker.ValidationError as exc:
@@ -252,4 +289,8 @@ def apply_input_shapes(
                     f'{{"input_shapes": {{"{spec["name"]}": [1, 3, 224, 224]}}}}'
                 )
         out.append({**spec, "shape": shape})
+    try:
+        check_input_size(out)
+    except ModelCheckFailed as exc:
+        raise ModelRejected(str(exc)) from exc
     return out

@@ -11,7 +11,15 @@ import json
 import sys
 from typing import Any
 
-_DTYPE = {65600: "float32", 65552: "float16", 131104: "int32", 65568: "float64"}
+# CoreML FeatureTypes.ArrayFeatureType.ArrayDataType -> numpy dtype name. The recorded dtype
+# is what the agent builds random inputs in, so it must be the model's own.
+_COREML_DTYPES = {
+    65568: "float32",
+    65600: "float64",
+    65552: "float16",
+    131104: "int32",
+    131080: "int8",
+}
 
 
 def inspect_pt2(path: str) -> dict[str, Any]:
@@ -52,11 +60,25 @@ def inspect_tflite(path: str) -> dict[str, Any]:
 
 
 def inspect_mlpackage(path: str) -> dict[str, Any]:
+    import coremltools as ct
+
     from converters.coreml_steps import coreml_spec_io
 
     io = coreml_spec_io(path)
-    ins = [{"name": t["name"], "shape": t["shape"], "dtype": "float32"} for t in io["inputs"]]
-    outs = [{"name": t["name"], "shape": t["shape"], "dtype": "float32"} for t in io["outputs"]]
+    desc = ct.models.MLModel(path, skip_model_load=True).get_spec().description
+    dtypes = {
+        f.name: _COREML_DTYPES.get(int(f.type.multiArrayType.dataType), "float32")
+        for f in [*desc.input, *desc.output]
+        if f.type.HasField("multiArrayType")
+    }  # image and other non-array features are fed as float32 arrays
+
+    def specs(tensors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {"name": t["name"], "shape": t["shape"], "dtype": dtypes.get(t["name"], "float32")}
+            for t in tensors
+        ]
+
+    ins, outs = specs(io["inputs"]), specs(io["outputs"])
     return {
         "inputs": ins,
         "outputs": outs,

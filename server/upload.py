@@ -2,7 +2,8 @@
 
 Starlette's ``request.form()`` would buffer the whole form before we could check
 anything; here every chunk is hashed and written as it arrives, and the size limit
-stops the upload the moment it is crossed.
+stops the upload the moment it is crossed. A full disk while streaming is the server's
+fault: ``StorageFull`` (507), with the temporary file removed, never a "malformed body".
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
-from server.artifacts import ArtifactStore, PendingFile, UploadTooLarge
+from server.artifacts import ArtifactStore, PendingFile, StorageFull, UploadTooLarge, is_disk_full
 
 MAX_FIELD_BYTES = 64 * 1024
 
@@ -98,7 +99,7 @@ async def receive_form(
                 state.buf += chunk
                 if len(state.buf) > MAX_FIELD_BYTES:
                     errors.append(BadUpload(f"form field '{state.name}' is over 64 KiB", 413))
-        except UploadTooLarge as exc:
+        except (UploadTooLarge, StorageFull) as exc:
             errors.append(exc)
 
     def on_part_end() -> None:
@@ -121,18 +122,25 @@ async def receive_form(
             if errors:
                 raise errors[0]
         parser.finalize()
-    except (UploadTooLarge, BadUpload):
+        if errors:
+            raise errors[0]
+        if form.file is None:
+            raise BadUpload(f"the form has no '{file_field}' part")
+        form.file.close()  # the last flush can hit a full disk: it discards itself then
+    except (UploadTooLarge, BadUpload, StorageFull):
         form.discard()
         raise
+    except OSError as exc:
+        form.discard()
+        if is_disk_full(exc):
+            raise StorageFull() from exc
+        raise  # a server-side I/O fault: a 500, not the client's malformed body
     except Exception as exc:
         form.discard()
         raise BadUpload(f"malformed multipart body: {exc}") from exc
-    if errors:
+    except BaseException:  # cancelled (client gone): nothing may stay behind
         form.discard()
-        raise errors[0]
-    if form.file is None:
-        raise BadUpload(f"the form has no '{file_field}' part")
-    form.file.close()
+        raise
     return form
 
 

@@ -261,7 +261,7 @@ def test_setup_errors_say_what_to_do(
 def test_a_run_past_its_timeout_is_killed_and_fails(
     phones: FakePhones, settings: AndroidSettings, tflite_model: Path, tmp_path: Path
 ) -> None:
-    spec = _spec(tflite_model, min_runs=1_000_000, timeout_s=4, profile=False)
+    spec = _spec(tflite_model, min_runs=1_000_000, max_runs=1_000_000, timeout_s=4, profile=False)
     start = time.monotonic()
     r = PhoneMeasurer(Adb(settings.adb), NEXUS5, settings)(spec, workdir=tmp_path)
     assert r.status == "failed" and "did not finish within" in (r.error or ""), r.error

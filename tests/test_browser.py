@@ -11,12 +11,14 @@ page land in ``test-artifacts/screenshots/``.
 from __future__ import annotations
 
 import json
+import random
 import re
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,19 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import AGENT_ENV, REPO, SERVER_ENV, Live, _env, _stop, _wait_for, free_port
+from agents.measure.stats import summarize
+from tests.conftest import (
+    AGENT_ENV,
+    FAST,
+    REPO,
+    SERVER_ENV,
+    Live,
+    _env,
+    _spawn_worker,
+    _stop,
+    _wait_for,
+    free_port,
+)
 
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / "test-artifacts" / "screenshots"
@@ -457,6 +471,69 @@ def test_failures_show_their_message(server: Live, context: Any, seeded: Any) ->
     tab.close()
 
 
+def test_flagged_points_are_marked_and_can_be_hidden(
+    server: Live, context: Any, model_files: dict[str, Path]
+) -> None:
+    """A bimodal result stopped by max_duration gets an open red marker with its flags in the
+    hover; a clean one keeps its filled marker; "hide flagged" takes the flagged one off."""
+    dev = SimDevice(server, f"sim-flags-{uuid.uuid4().hex[:4]}", "cpu")
+    rng = random.Random(0)
+    clean = [rng.gauss(2.0, 0.02) for _ in range(300)]
+    noisy = [
+        rng.gauss(1.0, 0.03) if rng.random() < 0.5 else rng.gauss(2.0, 0.05) for _ in range(300)
+    ]
+    ids = {}
+    with server.http(server.user_token) as c:
+        for name, times, reason, top1 in (("clean", clean, "ci_converged", 75.0),
+                                          ("noisy", noisy, "max_duration", 70.0)):  # fmt: skip
+            meta = json.dumps({"accuracy": {"top1": top1}})
+            files = {"file": ("mlp.onnx", model_files["mlp"].read_bytes())}
+            r = c.post("/models", files=files, data={"name": f"flag-{name}", "metadata": meta})
+            assert r.status_code == 201, r.text
+            ids[name] = r.json()["id"]
+            lat = summarize(times).model_dump()
+            dev.measure(c, ids[name], {"status": "succeeded", "latency_ms": lat, "runs": len(times),
+                                       "times_ms": times, "stop_reason": reason})  # fmt: skip
+    tab = Page(context, server)
+    page = tab.open(f"/pareto?device={dev.name}&runtime=onnxruntime")
+    wait_pareto(page)
+    marks = page.evaluate(
+        """() => {
+            const out = {};
+            for (const t of document.getElementById("pareto-chart").data) {
+                if (!t.mode.includes("markers")) continue;
+                t.customdata.forEach((c, i) => { out[c[3]] = [t.marker.symbol[i], t.marker.color[i], c[5]]; });
+            }
+            return out;
+        }"""
+    )
+    sym_noisy, color_noisy, hover_noisy = marks[str(ids["noisy"])]
+    sym_clean, _, hover_clean = marks[str(ids["clean"])]
+    assert sym_noisy.endswith("-open") and color_noisy == "#dc2626"
+    assert not sym_clean.endswith("-open") and hover_clean == ""
+    assert "multimodal" in hover_noisy and "ci_not_converged" in hover_noisy
+    x, y = point_xy(page, "pareto-chart", ids["noisy"])
+    page.mouse.move(x, y)
+    hover = page.locator(".hoverlayer .hovertext").first
+    hover.wait_for()
+    assert "⚑ multimodal" in (hover.text_content() or "")
+    assert "⚑" in page.inner_text("#front-list")  # the noisy one is the faster: on the front
+    tab.shot("pareto-flagged")
+    page.check("input[name=hide_flagged]")
+    page.wait_for_url(re.compile(r"hide_flagged=1"))
+    wait_pareto(page)
+    shown = chart_ids(page, "pareto-chart", "on the front") | chart_ids(
+        page, "pareto-chart", "dominated"
+    )
+    assert shown == {ids["clean"]}
+    assert "1 model(s) with flagged results hidden" in page.inner_text("#pareto-hidden-flagged")
+    page = tab.open(f"/models/{ids['noisy']}")
+    page.wait_for_selector("#results tr[data-result-id]")
+    assert "multimodal" in page.inner_text("#results .quality-flags")
+    assert "multimodal" in page.inner_text("#result-flags")
+    tab.close()
+
+
 def test_every_page_with_data(server: Live, context: Any, seeded: Any) -> None:
     tab = Page(context, server)
     page = tab.open("/")
@@ -506,7 +583,7 @@ def test_tables_page_builds_a_real_table(server: Live, context: Any) -> None:
     page.select_option("#table-form select[name=runtime]", "onnxruntime")
     page.fill("#table-form input[name=threads]", "1")
     page.fill("#table-form input[name=validate_n]", str(n))
-    page.select_option("#table-form select[name=measure]", "quick")
+    page.select_option("#table-form select[name=measure]", "table-quick")
     page.click("#table-build")
     page.wait_for_selector("#table-detail[data-table-id] #table-progress")
     table_id = int(page.get_attribute("#table-detail", "data-table-id") or 0)
@@ -654,4 +731,477 @@ def test_tables_page_builds_a_real_table(server: Live, context: Any) -> None:
     page.select_option("select[name=entry-status]", "failed")
     assert page.locator("#entries-list tr[data-key]").count() == 1
     tab.shot("table-failed")
+    tab.close()
+
+
+# ----------------------------------------------------------------------------- dashboard details
+def _measurer(server: Live, name: str, cls: str, runtimes: dict[str, str]) -> tuple[Any, int]:
+    """Register a device of any class through the public agent route: (its client, its id)."""
+    with server.http(server.admin_token) as c:
+        tok = c.post("/tokens", json={"scope": "agent", "name": name}).json()["token"]
+    http = server.http(tok)
+    r = http.post("/agents/register", json={"name": name, "class": cls, "runtimes": runtimes})
+    assert r.status_code == 200, r.text
+    return http, int(r.json()["id"])
+
+
+def _wait_benchmarks(c: httpx.Client, ids: list[int], timeout: float = 240) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        benches = [c.get(f"/benchmarks/{i}").json() for i in ids]
+        if all(b["status"] in ("succeeded", "partial", "failed") for b in benches):
+            return benches
+        assert time.monotonic() < deadline, [b["status"] for b in benches]
+        time.sleep(0.5)
+
+
+def _series_traces(page: Any) -> list[dict[str, Any]]:
+    """The overlay chart's traces: series index, role, name, legend flag, model ids, symbols."""
+    return list(
+        page.evaluate(
+            """() => document.getElementById('pareto-chart').data.filter((t) => t.meta)
+                .map((t) => ({series: t.meta.series, role: t.meta.role, name: t.name,
+                              legend: t.showlegend, ids: (t.customdata || []).map((c) => c[3]),
+                              color: t.marker ? t.marker.color : null,
+                              symbol: t.marker ? t.marker.symbol : null}))"""
+        )
+    )
+
+
+def test_pareto_overlays_two_runtimes_on_one_chart(
+    server: Live, context: Any, model_files: dict[str, Path]
+) -> None:
+    """Three small models measured on the real agent with onnxruntime and with OpenVINO (after a
+    real converter worker turned them into IR), overlaid on one chart: two series, each with its
+    own color, marker and legend entry, and each front the brute-force front of that runtime's
+    p50s. The URL keeps the series; removing it goes back to one series."""
+    tag = f"overlay-{uuid.uuid4().hex[:4]}"
+    agent = server.agent_name
+    log = server.data_dir / "overlay-converter.log"
+    conv = _spawn_worker(
+        "converter", server.url, server.agent_token, f"{agent}-converter", server.data_dir, log
+    )
+    accuracy = {"mlp": 51.5, "mbv2": 60.25, "resnet": 63.75}
+    runtimes = ("onnxruntime", "openvino")
+    try:
+        with server.http(server.user_token) as c:
+            bench_ids, models = [], {}
+            for key, acc in accuracy.items():
+                meta = json.dumps({"accuracy": {"top1": acc}, "tags": [tag]})
+                files = {"file": (f"{key}.onnx", model_files[key].read_bytes())}
+                m = c.post("/models", files=files, data={"name": f"ovl-{key}", "metadata": meta})
+                assert m.status_code == 201, m.text
+                models[m.json()["id"]] = acc
+                targets = [{"runtime": rt, "device": agent} for rt in runtimes]
+                body = {"model_id": m.json()["id"], "targets": targets, "settings": FAST}
+                bench_ids.append(c.post("/benchmarks", json=body).json()["id"])
+            benches = _wait_benchmarks(c, bench_ids)
+    finally:
+        _stop(conv)
+    points: dict[str, dict[int, tuple[float, float]]] = {rt: {} for rt in runtimes}
+    results: dict[str, dict[int, Any]] = {rt: {} for rt in runtimes}
+    for b in benches:
+        assert b["status"] == "succeeded", (b["status"], [r["error"] for r in b["results"]])
+        for r in b["results"]:
+            points[r["runtime"]][b["model_id"]] = (r["latency_ms"]["p50"], models[b["model_id"]])
+            results[r["runtime"]][b["model_id"]] = r
+    assert all(len(points[rt]) == 3 for rt in runtimes)
+
+    tab = Page(context, server)
+    page = tab.open(
+        f"/pareto?device={agent}&runtime=onnxruntime&precision=fp32&batch_size=1&tag={tag}"
+    )
+    wait_pareto(page)
+    page.select_option("select[name=add_series]", f"openvino:fp32:1:{agent}")
+    page.wait_for_url(re.compile(r"series=openvino%3Afp32%3A1%3A"))
+    wait_pareto(page)
+    page.wait_for_selector("#pareto-chart[data-series='2'] .main-svg")
+    traces = _series_traces(page)
+    labels = [f"{agent} · {rt} · fp32 · batch 1" for rt in runtimes]
+    legend = [t for t in traces if t["role"] == "legend"]
+    assert [t["name"] for t in legend] == labels
+    assert not [t for t in traces if t["legend"] and t["role"] != "legend"]
+    shown = page.eval_on_selector_all(
+        "#pareto-chart .legend .traces .legendtext", "els => els.map((e) => e.textContent)"
+    )
+    assert [x for x in shown if x in labels] == labels, shown
+    assert len({t["color"] for t in legend}) == 2 and len({t["symbol"] for t in legend}) == 2
+    for i, rt in enumerate(runtimes):
+        mine = [t for t in traces if t["series"] == i]
+        front = {m for t in mine if t["role"] == "front" for m in t["ids"]}
+        dominated = {m for t in mine if t["role"] == "dominated" for m in t["ids"]}
+        assert front == brute_front(points[rt]), rt
+        assert dominated == set(points[rt]) - front, rt
+        shapes = {s.removesuffix("-open") for t in mine if t["role"] != "line" for s in
+                  ([t["symbol"]] if isinstance(t["symbol"], str) else t["symbol"] or [])}  # fmt: skip
+        assert shapes == {legend[i]["symbol"]}, (rt, shapes)
+    rows = page.locator("#series-list tr[data-model-id]")
+    assert rows.count() == 3
+    for mid in models:
+        cells = page.locator(f"#series-list tr[data-model-id='{mid}'] [data-series]")
+        assert cells.count() == 2
+        for i, rt in enumerate(runtimes):
+            cell = page.locator(f"#series-list tr[data-model-id='{mid}'] [data-series='{i}']")
+            on = cell.get_attribute("data-on-front") == "1"
+            assert on == (mid in brute_front(points[rt])), (mid, rt)
+    tab.shot("pareto-overlay")
+
+    # The URL alone restores both series (shareable).
+    other = Page(context, server)
+    p2 = other.open(page.url.removeprefix(server.url))
+    wait_pareto(p2)
+    p2.wait_for_selector("#pareto-chart[data-series='2'] .main-svg")
+    assert [t["name"] for t in _series_traces(p2) if t["role"] == "legend"] == labels
+    other.close()
+
+    # The overlay chip's remove button: one series again, the plain single-target chart.
+    page.click(f"#pareto-series [data-series='openvino:fp32:1:{agent}'] button")
+    page.wait_for_function("!location.search.includes('series=')")
+    wait_pareto(page)
+    page.wait_for_function("document.getElementById('pareto-chart').dataset.series === undefined")
+    assert chart_ids(page, "pareto-chart", "on the front") == brute_front(points["onnxruntime"])
+
+    # The OpenVINO profile: compute unit CPU, the oneDNN kernel in its own column, and a note
+    # exactly when the layer sum is more than 15% from the p50.
+    mid = max(models)  # resnet: the model whose layers do the work
+    r = results["openvino"][mid]
+    with server.http(server.user_token) as c:
+        prof = c.get(f"/benchmarks/{r['benchmark_id']}/results/{r['id']}/profile").json()
+    layers = prof["layers"]
+    assert layers and {la["compute_unit"] for la in layers} == {"CPU"}
+    assert all(la["kernel"] for la in layers if la["type"] == "Convolution")
+    total, p50 = sum(la["time_ms"] for la in layers), r["latency_ms"]["p50"]
+    env = r["environment"]
+    # Per-node means over the profiled runs fit inside those runs' wall-clock time.
+    assert total <= env["profile_wall_mean_ms"] * 1.02, (total, env["profile_wall_mean_ms"])
+    page = tab.open(f"/models/{mid}?result={r['id']}")
+    page.wait_for_selector("#profile-units")
+    assert page.locator("#profile-units tbody tr").all_inner_texts()[0].split("\t")[0] == "CPU"
+    heads = page.locator("#profile-layers th").all_inner_texts()
+    assert heads[:4] == ["layer", "type", "kernel", "compute unit"], heads
+    kernels = page.locator("#profile-layers tbody tr td:nth-child(3)").all_inner_texts()
+    top = sorted(layers, key=lambda la: -la["time_ms"])[: len(kernels)]
+    assert kernels == [la["kernel"] or "\u2013" for la in top]
+    assert page.locator("#profile-note").count() == int(abs(total - p50) > 0.15 * p50)
+    tab.shot("model-openvino-profile")
+    tab.close()
+
+
+def test_pareto_labels_stay_inside_the_chart(
+    server: Live, context: Any, model_files: dict[str, Path]
+) -> None:
+    """Long model names at the chart's corners (fastest and least accurate, slowest and most
+    accurate): every label's box lies inside the figure and right of the y axis, on a linear
+    and on a log axis, and Plotly draws the labels unclipped by the axes."""
+    dev = SimDevice(server, f"sim-labels-{uuid.uuid4().hex[:4]}", "cpu")
+    names = {
+        "mobilenet_v3_small_with_a_long_name": (0.8, 67.4),
+        "efficientnet_b0_also_with_a_long_name": (4.5, 77.1),
+        "resnet18_in_the_middle": (2.2, 71.0),
+        "mobilenet_v3_large_long_label": (9.5, 80.2),
+    }
+    f = model_files["mlp"]
+    with server.http(server.user_token) as c:
+        for name, (p50, top1) in names.items():
+            meta = json.dumps({"accuracy": {"top1": top1}})
+            r = c.post(
+                "/models",
+                files={"file": (f.name, f.read_bytes())},
+                data={"name": name, "metadata": meta},
+            )
+            dev.measure(c, r.json()["id"], measured(p50))
+    tab = Page(context, server)
+    for log in ("", "&log=1"):
+        page = tab.open(f"/pareto?device={dev.name}&runtime=onnxruntime{log}")
+        wait_pareto(page)
+        page.wait_for_selector("#pareto-chart .textpoint text")
+        front = page.evaluate(
+            "document.getElementById('pareto-chart').data.find((t) => t.name === 'on the front')"
+        )
+        assert front["cliponaxis"] is False and sorted(t for t in front["text"] if t) == sorted(
+            names
+        )
+        boxes = page.evaluate(
+            """() => {
+                const gd = document.getElementById('pareto-chart');
+                const svg = gd.querySelector('.main-svg').getBoundingClientRect();
+                const plot = gd.querySelector('.nsewdrag').getBoundingClientRect();
+                const labels = [...gd.querySelectorAll('.textpoint text')].map((t) => {
+                    const b = t.getBoundingClientRect();
+                    return {text: t.textContent, left: b.left, right: b.right, top: b.top, bottom: b.bottom};
+                });
+                return {svg: {left: svg.left, right: svg.right, top: svg.top, bottom: svg.bottom},
+                        plotLeft: plot.left, labels};
+            }"""
+        )
+        svg = boxes["svg"]
+        assert sorted(b["text"] for b in boxes["labels"]) == sorted(names)
+        for b in boxes["labels"]:
+            assert svg["left"] <= b["left"] and b["right"] <= svg["right"], (log, b, svg)
+            assert svg["top"] <= b["top"] and b["bottom"] <= svg["bottom"], (log, b, svg)
+            assert b["left"] >= boxes["plotLeft"] - 1, (log, b, "over the y axis")
+        tab.shot(f"pareto-labels{'-log' if log else ''}")
+    tab.close()
+
+
+def test_converter_workers_are_not_benchmark_or_table_targets(
+    server: Live, context: Any, model_files: dict[str, Path]
+) -> None:
+    """A converter worker (class converter, convert:<target> capabilities) is in no device
+    choice of the table build form or the benchmark form, and the Fleet lists it under its own
+    "Converter workers" heading, apart from the devices that measure."""
+    name = f"sim-converter-{uuid.uuid4().hex[:4]}"
+    _measurer(server, name, "converter", {"convert:openvino": "2026.4.1", "convert:tflite": "2.19"})
+    tab = Page(context, server)
+    page = tab.open("/tables")
+    options = page.eval_on_selector_all(
+        "#table-form select[name=device] option", "os => os.map((o) => o.value)"
+    )
+    assert server.agent_name in options and name not in options, options
+    with server.http(server.user_token) as c:
+        f = model_files["mlp"]
+        mid = c.post("/models", files={"file": (f.name, f.read_bytes())}).json()["id"]
+    page = tab.open(f"/models/{mid}")
+    page.wait_for_selector("#bench-targets input[data-device]")
+    offered = page.eval_on_selector_all(
+        "#bench-targets input[data-device]", "bs => bs.map((b) => b.dataset.device)"
+    )
+    assert server.agent_name in offered and name not in offered, offered
+    assert name not in page.inner_text("#bench-targets")
+    page = tab.open("/devices")
+    assert page.locator(f"#converter-list tr[data-device='{name}']").count() == 1
+    assert page.locator(f"#device-list tr[data-device='{name}']").count() == 0
+    assert page.locator(f"#device-list tr[data-device='{server.agent_name}']").count() == 1
+    card_heads = page.eval_on_selector_all(
+        "section.card > h2", "hs => hs.map((x) => x.textContent)"
+    )
+    assert any(t.startswith("Converter workers") for t in card_heads), card_heads
+    row = page.inner_text(f"#converter-list tr[data-device='{name}']")
+    assert "openvino 2026.4.1" in row and "convert:" not in row
+    tab.shot("devices-converters")
+    tab.close()
+
+
+@contextmanager
+def _fresh_coordinator(data_dir: Path) -> Iterator[Live]:
+    """A coordinator with nothing in it yet: no model, no device, no job, no table."""
+    db = f"sqlite:///{data_dir / 'latencylab.db'}"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = data_dir / "server.log"
+    cmd = [sys.executable, "-m", "latencylab", "serve", "--no-local-agent", "--port", str(port)]
+    env = _env({**SERVER_ENV, "LATENCYLAB_DATABASE_URL": db})
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            [*cmd, "--data-dir", str(data_dir)], cwd=REPO, env=env, stdout=fh, stderr=fh
+        )
+    try:
+        _wait_for(url, proc, log)
+        admin = (data_dir / "admin.token").read_text().strip()
+        with httpx.Client(
+            base_url=url + "/api/v1", headers={"Authorization": f"Bearer {admin}"}
+        ) as c:
+            user = c.post("/tokens", json={"scope": "user", "name": "empty"}).json()["token"]
+            agent = c.post("/tokens", json={"scope": "agent", "name": "empty"}).json()["token"]
+        yield Live(url, data_dir, admin, user, agent, db, "")
+    finally:
+        _stop(proc)
+
+
+def _empty_states(page: Any) -> dict[str, tuple[str, str]]:
+    """Every visible empty state of the page: name -> (why, what to do)."""
+    found = page.eval_on_selector_all(
+        "[data-empty]",
+        """es => es.filter((e) => e.offsetParent !== null).map((e) => [e.dataset.empty,
+              (e.querySelector('.empty-why') || {}).textContent || '',
+              (e.querySelector('.empty-todo') || {}).textContent || ''])""",
+    )
+    return {name: (why, todo) for name, why, todo in found}
+
+
+def test_empty_states_on_a_fresh_coordinator(
+    context: Any, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    """On a coordinator with nothing in it every card that can be empty says why it is empty and
+    what to do: overview, models, Pareto, fleet, converters, jobs, tables; then a model's jobs,
+    results and conversions; a result without a profile; a Pareto target without accuracy."""
+    with _fresh_coordinator(tmp_path) as fresh:
+        tab = Page(context, fresh)
+        wanted = {
+            "/": {"fleet", "benchmarks"},
+            "/models": {"models"},
+            "/pareto": {"pareto"},
+            "/devices": {"devices", "converters", "jobs"},
+            "/tables": {"tables", "table-devices"},
+        }
+        for path, names in wanted.items():
+            page = tab.open(path)
+            states = _empty_states(page)
+            assert names <= set(states), (path, states)
+            for name in names:
+                why, todo = states[name]
+                assert len(why) > 20 and len(todo) > 20, (path, name, why, todo)
+            tab.shot(f"empty-{path.strip('/') or 'overview'}")
+        assert "No tables yet" in page.inner_text("#table-list")
+
+        with fresh.http(fresh.user_token) as c:
+            f = model_files["mlp"]
+            mid = c.post("/models", files={"file": (f.name, f.read_bytes())}).json()["id"]
+        page = tab.open(f"/models/{mid}")
+        states = _empty_states(page)
+        assert {"bench-devices", "jobs", "results", "conversions"} <= set(states), states
+        tab.shot("empty-model")
+
+        # A result measured without profiling; the model has no accuracy for the Pareto page.
+        dev = SimDevice(fresh, f"sim-empty-{uuid.uuid4().hex[:4]}", "cpu")
+        with fresh.http(fresh.user_token) as c:
+            dev.measure(c, mid, measured(1.5))
+        page = tab.open(f"/models/{mid}")
+        page.wait_for_selector("#result-detail [data-empty=profile]")
+        why, todo = _empty_states(page)["profile"]
+        assert "profil" in why and "profil" in todo
+        assert "results" not in _empty_states(page) and "jobs" not in _empty_states(page)
+        page = tab.open("/pareto")
+        wait_pareto(page)
+        why, todo = _empty_states(page)["pareto-points"]
+        assert "no accuracy" in todo and dev.name in why
+        tab.shot("empty-pareto-points")
+        tab.close()
+
+
+def test_relative_times_stay_true_after_polling_stops(
+    server: Live, context: Any, seeded: Any
+) -> None:
+    """A finished model page stops polling; its "N s ago" still moves on with the clock."""
+    tab = Page(context, server)
+    tab.page.clock.install()
+    page = tab.open(f"/models/{seeded['ids']['medium']}")
+    page.wait_for_selector("#jobs time.ago")
+    before = page.inner_text("#jobs time.ago >> nth=0")
+    page.clock.fast_forward("30:00")
+    page.wait_for_function(
+        "document.querySelector('#jobs time.ago').textContent !== " + json.dumps(before)
+    )
+    after = page.locator("#jobs time.ago").all_inner_texts()
+    assert all(re.fullmatch(r"(3\d|[4-5]\d) min ago|1 h ago", t) for t in after), after
+    assert page.get_attribute("#jobs time.ago >> nth=0", "title")  # the absolute time
+    tab.close()
+
+
+def test_profile_note_when_layers_do_not_add_up(
+    server: Live, context: Any, model_files: dict[str, Path]
+) -> None:
+    """A profile whose layers sum to 21.8 ms against a p50 of 8.2 ms gets a note with both
+    numbers and the reason (from the profiled runs' own wall-clock time); one whose layers sum
+    within 15% of its p50 gets none. The kernel has its own column; the unit stays CPU."""
+    dev = SimDevice(server, f"sim-profile-{uuid.uuid4().hex[:4]}", "cpu")
+    f = model_files["mlp"]
+
+    def layers(times: list[float]) -> list[dict[str, Any]]:
+        return [
+            {"name": f"conv_{i}", "type": "Convolution", "time_ms": t, "compute_unit": "CPU",
+             "kernel": "brgconv_avx512_1x1_f32" if i % 2 else "jit_avx512_f32"}
+            for i, t in enumerate(times)
+        ]  # fmt: skip
+
+    far = layers([6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.3])  # 21.8 ms
+    near = layers([0.9, 0.6, 0.4])  # 1.9 ms
+    env = {
+        "profile_wall_p50_ms": 21.5,
+        "profile_warmup_runs": 10,
+        "protocol": {"profile_iterations": 50},
+    }
+    ids = {}
+    with server.http(server.user_token) as c:
+        for key, p50, prof in (("far", 8.2, far), ("near", 2.0, near)):
+            mid = c.post(
+                "/models", files={"file": (f.name, f.read_bytes())}, data={"name": f"profile-{key}"}
+            ).json()["id"]
+            dev.measure(c, mid, measured(p50) | {"profile": prof, "environment": env})
+            ids[key] = mid
+    tab = Page(context, server)
+    page = tab.open(f"/models/{ids['far']}")
+    page.wait_for_selector("#profile-note")
+    note = page.inner_text("#profile-note")
+    assert "21.80 ms" in note and "8.200 ms" in note and "2.66\u00d7" in note, note
+    assert "50 runs" in note and "21.50 ms" in note, note
+    heads = page.locator("#profile-layers th").all_inner_texts()
+    assert heads == ["layer", "type", "kernel", "compute unit", "time", "share"], heads
+    first = page.locator("#profile-layers tbody tr >> nth=0 >> td").all_inner_texts()
+    assert first[:4] == ["conv_0", "Convolution", "jit_avx512_f32", "CPU"], first
+    assert page.locator("#profile-units tbody tr").count() == 1
+    tab.shot("model-profile-note")
+    page = tab.open(f"/models/{ids['near']}")
+    page.wait_for_selector("#profile-total")
+    assert page.locator("#profile-note").count() == 0
+    tab.close()
+
+
+def test_table_entries_show_the_ofa_key(server: Live, context: Any) -> None:
+    """An ofa-proxyless table (128 px, measured by a simulated device through the agent routes)
+    lists every entry under the key the ofa-yaml export uses, with LatencyLab's key beneath it
+    and both searchable."""
+    dev = SimDevice(server, f"sim-lut-{uuid.uuid4().hex[:4]}", "cpu")
+    body = {"space": "ofa-proxyless", "device": dev.name, "runtime": "onnxruntime"}
+    body |= {"resolution": 128, "threads": 1, "validate_n": 0}
+    rng = random.Random(3)
+    with server.http(server.user_token) as c:
+        r = c.post("/tables", json=body)
+        assert r.status_code == 202, r.text
+        table_id = r.json()["id"]
+        deadline = time.monotonic() + 120
+        while (t := c.get(f"/tables/{table_id}").json())["status"] == "building":
+            assert time.monotonic() < deadline, t["progress"]
+            lease = dev.http.post(f"/agents/{dev.id}/lease")
+            if lease.status_code == 204:
+                time.sleep(0.05)
+                continue
+            job = lease.json()
+            rep = dev.http.post(
+                f"/agents/{dev.id}/jobs/{job['id']}/report",
+                json={"result": measured(round(rng.uniform(0.05, 2.0), 4))},
+            )
+            assert rep.status_code == 201, rep.text
+        assert t["status"] == "succeeded", t
+        exp = c.get(f"/tables/{table_id}", params={"format": "json"}).json()
+        yaml_text = c.get(f"/tables/{table_id}", params={"format": "ofa-yaml"}).text
+    yaml_keys = [
+        json.loads(line[:-1]) if line.startswith('"') else line[:-1]
+        for line in yaml_text.splitlines()
+        if line and not line.startswith(("#", " "))
+    ]
+    ofa = {k: e["ofa_key"] for k, e in exp["entries"].items()}
+    assert sorted(ofa.values()) == sorted(yaml_keys) and len(ofa) == 103
+    pattern = r"expanded_conv-input:\d+x\d+x\d+-output:\d+x\d+x\d+-expand:\d-kernel:\d-stride:\d-idskip:[01]"
+    mbconv = [k for k in ofa if k.startswith("mbconv-")]
+    assert mbconv and all(re.fullmatch(pattern, ofa[k]) for k in mbconv)
+
+    tab = Page(context, server)
+    page = tab.open(f"/tables?table={table_id}")
+    page.wait_for_selector("#entries-list tr[data-key]")
+    assert page.inner_text("#entries-list th >> nth=0") == "OFA key · LatencyLab key"
+    rows = page.eval_on_selector_all(
+        "#entries-list tr[data-key]", "rs => rs.map((r) => [r.dataset.key, r.dataset.ofaKey])"
+    )
+    assert [k for k, _ in rows] == list(exp["entries"])
+    assert all(o == ofa[k] for k, o in rows)
+    key = mbconv[5]
+    cell = f"#entries-list tr[data-key='{key}'] td >> nth=0"
+    assert page.inner_text(f"{cell} >> code.ofa-key") == ofa[key]
+    assert page.inner_text(f"{cell} >> code.ll-key") == key
+    fragment = "expand:6-kernel:7-stride:2"
+    page.fill("input[name=entry-filter]", fragment)
+    want = [k for k in exp["entries"] if fragment in ofa[k]]
+    assert page.locator("#entries-list tr[data-key]").count() == len(want) > 0
+    page.fill("input[name=entry-filter]", "k7-s2")  # our key's spelling still finds them
+    assert page.locator("#entries-list tr[data-key]").count() == len(
+        [k for k in ofa if "k7-s2" in k]
+    )
+    page.fill("input[name=entry-filter]", "")
+    box = page.locator("#entries").bounding_box()
+    assert box is not None
+    page.evaluate("document.getElementById('entries').scrollIntoView()")
+    page.screenshot(
+        path=str(SHOTS / "table-entries-ofa-keys.png"), clip=page.locator("#entries").bounding_box()
+    )
     tab.close()

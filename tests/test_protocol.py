@@ -246,33 +246,3 @@ def test_malformed_selectors(live: Live, model_files: dict[str, Path], selector:
             },
         )
     assert r.status_code == 422
-
-
-def test_agents_sharing_a_cache_unpack_an_archive_once(tmp_path: Path) -> None:
-    """The agent and converter of one host share a cache; concurrent unpacking of the same
-    zipped artifact must give every caller the complete directory (CI once lost a job to it)."""
-    import threading
-    import zipfile
-    from concurrent.futures import ThreadPoolExecutor
-
-    from agents.agent import unpack_once
-
-    def unpack(path: Path, barrier: threading.Barrier) -> Path:
-        barrier.wait()
-        return unpack_once(path)
-
-    files = {f"model/part{i}.bin": bytes([i]) * 50_000 for i in range(20)}
-    for round_ in range(10):
-        path = tmp_path / f"{round_:02d}" / "abc123"
-        path.parent.mkdir()
-        with zipfile.ZipFile(path, "w") as zf:
-            for name, data in files.items():
-                zf.writestr(name, data)
-        barrier = threading.Barrier(6)
-        with ThreadPoolExecutor(6) as pool:
-            futures = [pool.submit(unpack, path, barrier) for _ in range(6)]
-            results = [f.result() for f in futures]  # re-raises a caller's error
-        assert results == [path.with_name("abc123.d")] * 6
-        for name, data in files.items():
-            assert (path.with_name("abc123.d") / name).read_bytes() == data
-        assert sorted(p.name for p in path.parent.iterdir()) == ["abc123", "abc123.d"]

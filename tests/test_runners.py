@@ -16,6 +16,7 @@ import agents.runners as runners
 from agents.measure import run_isolated
 from agents.measure.protocol import STOP_REASONS
 from bench import models
+from latencylab.runtime_options import DelegateLibrary, HostTools
 from latencylab.schemas import MeasureResult, MeasureSettings, MeasureSpec, TensorSpec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -170,7 +171,25 @@ def test_tflite_missing_gpu_delegate_is_clear(tflite_model: Path, tmp_path: Path
     r = run_isolated(spec, workdir=tmp_path)
     assert r.status == "failed" and r.error is not None
     assert r.error.startswith("load failed: RuntimeError: TFLite delegate 'gpu' is not available")
-    assert "options.delegate_library" in r.error and "'xnnpack'" in r.error
+    assert "LATENCYLAB_AGENT_DELEGATES" in r.error and "'xnnpack'" in r.error
+
+
+def test_tflite_delegate_names_only_what_the_operator_configured(
+    tflite_model: Path, tmp_path: Path
+) -> None:
+    """A delegate is a name; the library behind it comes from the agent's own settings."""
+    spec = _spec("tflite", tflite_model, "tflite", options={"delegate": "hexagon"})
+    r = run_isolated(spec, workdir=tmp_path)
+    assert r.status == "failed" and r.error is not None
+    assert "'hexagon' is not configured on this agent" in r.error
+    # configured by the operator: the library is dlopen'ed (and here fails to load, clearly)
+    lib = tmp_path / "libnot_a_delegate.so"
+    lib.write_bytes(b"not an ELF file")
+    host = HostTools(delegates={"hexagon": DelegateLibrary(library=str(lib))})
+    spec = _spec("tflite", tflite_model, "tflite", options={"delegate": "hexagon"}, host=host)
+    r = run_isolated(spec, workdir=tmp_path)
+    assert r.status == "failed" and r.error is not None
+    assert "'hexagon' is not available on this device" in r.error and str(tmp_path) not in r.error
 
 
 def test_tflite_rejects_a_non_tflite_file(onnx_mlp: Path) -> None:
@@ -200,7 +219,11 @@ def test_tflite_profile_uses_benchmark_model_tool(tflite_model: Path, tmp_path: 
     tool.write_text(f'#!/bin/sh\necho "$@" > "{args}"\ncat "{tmp_path / "out.txt"}"\n')
     tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
     spec = _spec(
-        "tflite", tflite_model, "tflite", batch_size=2, options={"benchmark_model": str(tool)}
+        "tflite",
+        tflite_model,
+        "tflite",
+        batch_size=2,
+        host=HostTools(tflite_benchmark_model=str(tool)),
     )
     with TFLiteRunner(spec) as runner:
         feeds = runner.prepare_inputs(0)

@@ -41,6 +41,7 @@ from agents.agent import Agent
 from agents.android.adb import Adb, AdbError
 from agents.android.config import AndroidSettings
 from agents.android.measure import PhoneMeasurer
+from agents.api import Fatal
 from agents.config import AgentSettings
 
 log = logging.getLogger("latencylab.android")
@@ -118,8 +119,8 @@ class AndroidHost:
     def _serve(self, agent: Agent, serial: str) -> None:
         try:
             agent.run()
-        except SystemExit as exc:  # the coordinator refused the token
-            log.error("phone %s: agent stopped: %s", serial, exc)
+        except Fatal:  # the coordinator refused it for good; the agent logged why
+            log.error("phone %s: agent stopped", serial)
         except Exception:
             log.exception("phone %s: agent crashed; it restarts on the next poll", serial)
 

@@ -22,11 +22,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from agents.android.adb import Adb, AdbError, AdbTimeout, Cancelled, PhoneGone, ShellResult
 from agents.android.config import BENCHMARK_MODEL_HINT, AndroidSettings
 from agents.android.phone import Phone
 from agents.android.result import to_result
 from agents.parsers.tflite_benchmark import TfliteBenchmarkResult, parse_tflite_benchmark
+from latencylab.runtime_options import TFLiteOptions
 from latencylab.schemas import MeasureResult, MeasureSpec
 
 log = logging.getLogger("latencylab.android")
@@ -107,7 +110,10 @@ class PhoneMeasurer:
                 f"batch_size {spec.batch_size} is not supported on phones yet: benchmark_model "
                 "runs the .tflite's own input shapes; export the model with that batch instead"
             )
-        delegate = str(spec.options.get("delegate") or "xnnpack").lower()
+        try:
+            delegate = TFLiteOptions.model_validate(spec.options).delegate or "xnnpack"
+        except ValidationError as exc:
+            raise SetupError(f"invalid tflite options: {exc.errors()[0]['msg']}") from None
         if delegate not in _DELEGATES:
             raise SetupError(f"unknown delegate {delegate!r}; use one of {sorted(_DELEGATES)}")
 

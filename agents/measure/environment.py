@@ -9,6 +9,7 @@ import os
 import platform
 import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,58 @@ def loadavg() -> list[float] | None:
     if hasattr(os, "getloadavg"):
         return _safe(lambda: [round(x, 2) for x in os.getloadavg()])
     return None
+
+
+HOST_SAMPLE_S = 0.2
+"""How long ``host_load`` watches the CPUs (at 100 ticks/s: 20 ticks per CPU, 5% steps)."""
+_IDLE_FIELDS = ("idle", "iowait")
+_GUEST_FIELDS = ("guest", "guest_nice")  # already counted in user / nice
+
+
+def _cpu_totals(times: Any) -> tuple[float, float]:
+    """(busy, total) seconds summed over all CPUs from ``psutil.cpu_times()``."""
+    fields = {k: float(v) for k, v in times._asdict().items() if k not in _GUEST_FIELDS}
+    total = sum(fields.values())
+    return total - sum(fields.get(k, 0.0) for k in _IDLE_FIELDS), total
+
+
+def host_load(window_s: float = HOST_SAMPLE_S) -> dict[str, Any]:
+    """How busy the host is right now: load average, and the CPU time other processes used
+    over ``window_s`` (all CPUs' busy time, steal included, minus this process's own), while
+    this process sleeps. ``other_cpus`` is in CPUs (0..``logical_cores``), ``other_share``
+    its share of all CPU time. Needs psutil for the CPU sample; the load average always."""
+    cores = os.cpu_count()
+    out: dict[str, Any] = {"logical_cores": cores, "window_s": window_s}
+    avg = loadavg()
+    if avg:
+        out["loadavg_1m"] = avg[0]
+    try:
+        import psutil
+
+        me = psutil.Process()
+        busy0, total0 = _cpu_totals(psutil.cpu_times())
+        mine0 = sum(me.cpu_times()[:2])
+        t0 = time.perf_counter()
+        time.sleep(window_s)
+        busy1, total1 = _cpu_totals(psutil.cpu_times())
+        mine1 = sum(me.cpu_times()[:2])
+        elapsed = time.perf_counter() - t0
+    except Exception as exc:  # psutil missing or /proc unreadable: the load average only
+        out["cpu_sample_error"] = f"{type(exc).__name__}: {exc}"
+        return out
+    span = total1 - total0
+    if span <= 0 or not cores:
+        return out
+    others = max(0.0, (busy1 - busy0) - (mine1 - mine0))
+    out.update(
+        window_s=round(elapsed, 3),
+        busy_cpus=round((busy1 - busy0) / span * cores, 3),
+        self_cpus=round((mine1 - mine0) / span * cores, 3),
+        other_cpus=round(others / span * cores, 3),
+        other_share=round(min(1.0, others / span), 3),
+        method="psutil",
+    )
+    return out
 
 
 def numpy_version() -> str | None:

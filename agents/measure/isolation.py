@@ -4,7 +4,9 @@ A fresh process per measurement means no runtime state, allocator arenas, thread
 or JIT caches leak between measurements, and a runtime that segfaults, hangs or leaks
 only takes its own process down. The parent reads progress lines as they come, enforces
 ``settings.timeout_s`` by killing the child's process group, and turns every way the
-child can end into a ``MeasureResult``; it never raises for runtime failures.
+child can end into a ``MeasureResult``; it never raises for runtime failures. The child is a
+``converters.spawn.Sandbox``: its whole process group (benchmark tools included) goes on
+every exit path of ``run_isolated`` and when the agent itself dies, SIGKILL included.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import IO, Any
 
 from pydantic import ValidationError
 
+from converters.spawn import Sandbox
 from latencylab.schemas import MeasureResult, MeasureSpec
 
 log = logging.getLogger(__name__)
@@ -49,23 +52,6 @@ def _stderr_tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
 def _with_stderr(message: str, stderr_path: Path) -> str:
     tail = _stderr_tail(stderr_path)
     return f"{message}\nlast stderr lines:\n{tail}" if tail else f"{message} (no stderr output)"
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the child's whole process group (it runs in its own session)."""
-    if proc.poll() is not None:
-        return
-    try:
-        if hasattr(os, "killpg"):
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:  # pragma: no cover - non-POSIX
-            proc.kill()
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:  # pragma: no cover - unkillable (D state)
-        log.error("measurement process %s did not die after SIGKILL", proc.pid)
 
 
 def _read_lines(stream: IO[bytes], sink: queue.Queue[bytes | None]) -> None:
@@ -136,7 +122,7 @@ def run_isolated(
         "--out",
         str(out_path),
     ]
-    proc: subprocess.Popen[bytes] | None = None
+    box: Sandbox | None = None
     reader: threading.Thread | None = None
     phase = "startup"
     started = time.monotonic()
@@ -144,30 +130,26 @@ def run_isolated(
         spec_path.write_text(spec.model_dump_json())
         with stderr_path.open("wb") as err:
             try:
-                proc = subprocess.Popen(
-                    cmd,
-                    cwd=REPO_ROOT,
-                    env=_child_env(),
-                    stdin=subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=err,
-                    start_new_session=True,
+                box = Sandbox(
+                    cmd, cwd=REPO_ROOT, env=_child_env(), stdout=subprocess.PIPE, stderr=err
                 )
             except OSError as exc:
                 return _failed(f"cannot start measurement process {interpreter!r}: {exc}")
-        assert proc.stdout is not None
+        stdout = box.proc.stdout
+        assert stdout is not None
         lines: queue.Queue[bytes | None] = queue.Queue()
-        reader = threading.Thread(target=_read_lines, args=(proc.stdout, lines), daemon=True)
+        reader = threading.Thread(target=_read_lines, args=(stdout, lines), daemon=True)
         reader.start()
         deadline = started + timeout_s
         eof = False
-        while True:
+        status: int | None = None
+        while status is None:
             if cancel is not None and cancel.is_set():
-                _kill_group(proc)
+                box.close()
                 return _failed(f"measurement cancelled (phase {phase})", failed_phase=phase)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                _kill_group(proc)
+                box.close()
                 return _failed(
                     _with_stderr(
                         f"measurement timed out after {timeout_s:g} s (phase {phase})", stderr_path
@@ -175,11 +157,8 @@ def run_isolated(
                     failed_phase=phase,
                 )
             if eof:
-                try:
-                    proc.wait(timeout=min(_POLL_S, remaining))
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+                status = box.wait(min(_POLL_S, remaining))
+                continue
             try:
                 line = lines.get(timeout=min(_POLL_S, remaining))
             except queue.Empty:
@@ -197,17 +176,19 @@ def run_isolated(
                 except Exception:
                     log.exception("on_progress callback failed; progress events dropped")
                     on_progress = None
-        return _collect(proc.returncode, out_path, stderr_path, phase, time.monotonic() - started)
+        wall_s = time.monotonic() - started
+        box.close()  # leftovers of its group (a benchmark tool) go too
+        return _collect(status, out_path, stderr_path, phase, wall_s)
     finally:
-        if proc is not None:
-            _kill_group(proc)
+        if box is not None:
+            box.close()
         if reader is not None:
             reader.join(timeout=5)
         # Close only once the reader is done: closing a pipe another thread is blocked on
         # would wait for that thread (an orphaned grandchild may still hold the pipe open).
-        if proc is not None and proc.stdout is not None:
+        if box is not None and box.proc.stdout is not None:
             if reader is None or not reader.is_alive():
-                proc.stdout.close()
+                box.proc.stdout.close()
             else:
                 log.warning("measurement stdout still open after the process ended")
         if not keep_files:

@@ -12,7 +12,8 @@ min-count AND min-duration rule):
 5. steady state: at least ``min_runs`` AND ``min_duration_s``, then until the 95% CI of the
    median is within ``±target_rel_ci`` (``ci_converged``); ``max_runs`` and
    ``max_duration_s`` are hard caps that also win over the minimums (``max_runs`` /
-   ``max_duration``; ``environment.protocol.min_reached`` says whether both minimums were met);
+   ``max_duration``; ``environment.protocol.min_reached`` says whether both minimums were met,
+   and the result's ``warnings`` say which minimum was missed and which cap stopped it);
 6. optional per-layer profile in a separate runner pass AFTER the steady state, so it
    cannot touch the steady-state numbers or memory peaks.
 
@@ -33,7 +34,7 @@ import numpy as np
 from agents.runners.base import Runner
 from latencylab.schemas import MeasureResult, MeasureSettings
 
-from .environment import collect_environment
+from .environment import collect_environment, host_load
 from .memory import MemoryProbe, make_probe, memory_summary
 from .stats import median_ci_ranks, median_ci_rel_halfwidth, summarize
 
@@ -129,6 +130,26 @@ def _steady_state(
     return buf, reason, duration, buf.n >= s.min_runs and duration >= min_ns
 
 
+def _short_run_warnings(runs: int, duration_s: float, reason: str, s: MeasureSettings) -> list[str]:
+    """What the result must say when a hard cap ended the steady state before a minimum."""
+    cap = {
+        "max_duration": f"max_duration_s={s.max_duration_s:g}",
+        "max_runs": f"max_runs={s.max_runs}",
+    }.get(reason, reason)
+    out = []
+    if runs < s.min_runs:
+        out.append(
+            f"only {runs} of the {s.min_runs} required steady-state runs (min_runs): "
+            f"{cap} stopped the run first, so the statistics rest on fewer samples than asked"
+        )
+    if duration_s < s.min_duration_s:
+        out.append(
+            f"the steady state lasted {duration_s:.3g} s of the required {s.min_duration_s:g} s "
+            f"(min_duration_s): {cap} stopped it first"
+        )
+    return out
+
+
 def _profile_iterations(runner: Runner, p50_ms: float) -> int:
     requested = runner.spec.options.get("profile_iterations")
     if requested is not None:
@@ -210,6 +231,8 @@ def run_protocol(
         out["warmup_ms"] = warmup
         peaks["warmup"] = probe.end_phase()  # first inference + warmup
 
+        env["host_load"] = host_load()  # who else used the CPUs just before the steady state
+
         phase = "steady"
         progress.phase(phase)
         probe.start_phase()
@@ -227,6 +250,7 @@ def run_protocol(
             steady_duration_s=duration_ns / 1e9,
         )
         protocol_env["min_reached"] = min_reached
+        warnings = _short_run_warnings(len(times), duration_ns / 1e9, reason, settings)
         p50 = stats.p50 if stats.p50 is not None else stats.mean  # always set from raw times
         if stats.ci95_low is not None and stats.ci95_high is not None and p50 > 0:
             protocol_env["ci_rel_halfwidth"] = (
@@ -247,6 +271,7 @@ def run_protocol(
             status="succeeded",
             memory=memory_summary(baseline, peaks, after_import),
             environment=env,
+            warnings=warnings,
             **out,
         )
     except Exception as exc:

@@ -17,6 +17,8 @@ prepare everything in ``activate``/``prepare_inputs``, and time only the runtime
 from __future__ import annotations
 
 import importlib
+import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from types import TracebackType
@@ -24,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from latencylab.runtime_options import RuntimeOptions, parse_options
 from latencylab.schemas import LayerProfile, MeasureSpec, TensorSpec
 
 # ONNX-style type strings (and common aliases) -> numpy dtypes.
@@ -82,17 +85,46 @@ def concrete_shape(tensor: TensorSpec, batch_size: int) -> list[int]:
     return shape
 
 
+def device_memory_bytes() -> int | None:
+    """Physical memory of this host (None where the OS does not say)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+class InputsTooLarge(ValueError):
+    """The model's inputs alone do not fit in this device's memory (checked before any
+    allocation)."""
+
+
+def check_inputs_fit(nbytes: int, memory: int | None = None) -> None:
+    """Refuse inputs of ``nbytes`` that the device's memory cannot hold."""
+    memory = device_memory_bytes() if memory is None else memory
+    if memory is not None and nbytes > memory:
+        raise InputsTooLarge(
+            f"inputs need {nbytes / 2**30:.1f} GiB, this device has "
+            f"{memory / 2**30:.1f} GiB of memory"
+        )
+
+
 def random_tensor(rng: np.random.Generator, shape: Sequence[int], dtype: np.dtype[Any]) -> Any:
-    """Seeded random data of the given shape/dtype (normal floats, small ints, bools)."""
+    """Seeded random data of the given shape/dtype (normal floats, small ints, bools), made
+    in ``dtype`` itself: no float64 temporary twice (or four times) the tensor's size."""
+    dtype = np.dtype(dtype)
+    size = tuple(int(d) for d in shape)
+    check_inputs_fit(math.prod(size) * dtype.itemsize)
     if dtype.kind == "f":
-        return rng.standard_normal(size=tuple(shape)).astype(dtype)
+        if dtype in (np.float32, np.float64):
+            return rng.standard_normal(size=size, dtype=dtype)
+        return rng.standard_normal(size=size, dtype=np.float32).astype(dtype)
     if dtype.kind == "b":
-        return rng.integers(0, 2, size=tuple(shape)).astype(np.bool_)
+        return rng.integers(0, 2, size=size, dtype=np.bool_)
     if dtype.kind == "u":
         high = 256 if dtype.itemsize == 1 else 16
-        return rng.integers(0, high, size=tuple(shape)).astype(dtype)
+        return rng.integers(0, high, size=size, dtype=dtype)
     if dtype.kind == "i":
-        return rng.integers(0, 16, size=tuple(shape)).astype(dtype)
+        return rng.integers(0, 16, size=size, dtype=dtype)
     raise ValueError(f"cannot generate random data of dtype {dtype}")
 
 
@@ -105,6 +137,8 @@ class Runner(ABC):
     def __init__(self, spec: MeasureSpec) -> None:
         self.spec = spec
         self.is_active = False
+        # The coordinator validated these already; a runner never trusts its input.
+        self.options: RuntimeOptions = parse_options(self.runtime_name, spec.options)
 
     # ----------------------------------------------------------------- lifecycle
     def import_runtime(self) -> None:
@@ -155,13 +189,15 @@ class Runner(ABC):
         return specs
 
     def prepare_inputs(self, seed: int) -> Any:
-        """Random seeded inputs as ``{name: ndarray}``, built before any timing."""
+        """Random seeded inputs as ``{name: ndarray}`` in each input's declared dtype, built
+        before any timing; inputs that the device's memory cannot hold are refused first."""
+        planned = [
+            (t.name, concrete_shape(t, self.spec.batch_size), numpy_dtype(t.dtype))
+            for t in self.input_specs()
+        ]  # all of them sized first: refuse before allocating any
+        check_inputs_fit(sum(math.prod(shape) * dtype.itemsize for _, shape, dtype in planned))
         rng = np.random.default_rng(seed)
-        feeds: dict[str, Any] = {}
-        for t in self.input_specs():
-            shape = concrete_shape(t, self.spec.batch_size)
-            feeds[t.name] = random_tensor(rng, shape, numpy_dtype(t.dtype))
-        return feeds
+        return {name: random_tensor(rng, shape, dtype) for name, shape, dtype in planned}
 
     # ----------------------------------------------------------------- running
     @abstractmethod

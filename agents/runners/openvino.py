@@ -16,6 +16,7 @@ the compiled model reports back are recorded in the environment.
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from typing import Any
 
@@ -58,6 +59,30 @@ def _text(value: Any) -> Any:
     return str(getattr(value, "name", value))
 
 
+def _node_totals(infos: Any, runs: int) -> dict[str, tuple[float, str, str]]:
+    """``{node: (total ms over all runs so far, node type, kernel)}`` of executed nodes, from
+    the running averages ``real_time`` the plugin reports after ``runs`` inferences."""
+    out: dict[str, tuple[float, str, str]] = {}
+    for info in infos:
+        if str(info.status).rsplit(".", 1)[-1] != "EXECUTED":
+            continue  # fused into a neighbour or optimised out
+        total = info.real_time.total_seconds() * 1e3 * runs
+        prev = out.get(info.node_name, (0.0, "", ""))[0]
+        out[info.node_name] = (prev + total, str(info.node_type), str(info.exec_type or ""))
+    return out
+
+
+def _compute_unit(compiled: Any, device: str) -> str:
+    """The device the nodes ran on (``CPU``, ``GPU.0``): AUTO/MULTI say which they chose."""
+    try:
+        chosen = _text(compiled.get_property("EXECUTION_DEVICES"))
+    except Exception:
+        chosen = None
+    if isinstance(chosen, list) and len(chosen) == 1:
+        return str(chosen[0])
+    return device.split(":")[0].upper()
+
+
 class OpenVinoRunner(Runner):
     """One ONNX or IR (``.xml`` + ``.bin``) model compiled for an OpenVINO device."""
 
@@ -72,6 +97,7 @@ class OpenVinoRunner(Runner):
         self._compiled: Any = None
         self._request: Any = None
         self._config: dict[str, Any] = {}
+        self._profile_env: dict[str, Any] = {}
 
     # ----------------------------------------------------------------- lifecycle
     def _check_device(self) -> None:
@@ -170,7 +196,18 @@ class OpenVinoRunner(Runner):
         return time.perf_counter_ns() - t0
 
     def profile(self, feeds: Any, iterations: int) -> list[LayerProfile]:
-        """Per-node ``real_time`` averaged over ``iterations`` on a separate PERF_COUNT model."""
+        """Each node's mean ``real_time`` over ``iterations`` runs of a separate PERF_COUNT model.
+
+        OpenVINO's CPU plugin reports a node's ``real_time`` as its running average over every
+        inference since the model was compiled (``PerfCount::avg()``: total microseconds /
+        count), the slow first run included, not the last run's time. Reading it after each
+        run and averaging the readings counted the first runs many times over, so the layer
+        sum came out above what the runs took. The counters are read twice instead, after a
+        warm-up and after the last profiled run: a node's mean over the profiled runs alone
+        is the difference of its two running totals (average x count) over ``iterations``.
+        The profiled runs are timed too (``profile_wall_p50_ms`` / ``_mean_ms`` in the
+        environment), so the layer sum can be set against what those very runs took.
+        """
         ov = _ov()
         compiled = self._core.compile_model(
             self._model, self._device, self._properties(perf_count=True)
@@ -178,26 +215,36 @@ class OpenVinoRunner(Runner):
         request = compiled.create_infer_request()
         for name, arr in feeds.items():
             request.set_tensor(name, ov.Tensor(arr))
-        request.infer()  # first run dropped
-        totals: dict[str, float] = {}
-        meta: dict[str, tuple[str, str]] = {}
-        n = max(1, iterations)
-        for _ in range(n):
+        warmup = max(1, min(self.spec.settings.warmup_runs, 10))
+        for _ in range(warmup):
             request.infer(share_outputs=True)
-            for info in request.profiling_info:
-                if str(info.status).rsplit(".", 1)[-1] != "EXECUTED":
-                    continue  # fused into a neighbour or optimised out
-                totals[info.node_name] = (
-                    totals.get(info.node_name, 0.0) + info.real_time.total_seconds() * 1e3
-                )
-                meta.setdefault(info.node_name, (info.node_type, info.exec_type))
+        before = _node_totals(request.profiling_info, warmup)
+        n = max(1, iterations)
+        infer = request.infer
+        walls: list[int] = []
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            infer(share_outputs=True)
+            walls.append(time.perf_counter_ns() - t0)
+        after = _node_totals(request.profiling_info, warmup + n)
+        unit = _compute_unit(compiled, self._device)
         del request, compiled
-        unit = self._device.split(".")[0].upper()
+        self._profile_env = {
+            "profile_warmup_runs": warmup,
+            "profile_wall_p50_ms": statistics.median(walls) / 1e6,
+            "profile_wall_mean_ms": statistics.fmean(walls) / 1e6,
+            "profile_counters": "PERF_COUNT real_time: running average since compile; "
+            "per-run mean taken from the totals after warm-up and after the profiled runs",
+        }
         return [
             LayerProfile(
-                name=name, type=meta[name][0], time_ms=t / n, compute_unit=meta[name][1] or unit
+                name=name,
+                type=node_type,
+                time_ms=max(0.0, (total - before.get(name, (0.0, "", ""))[0]) / n),
+                compute_unit=unit,
+                kernel=kernel or None,
             )
-            for name, t in totals.items()
+            for name, (total, node_type, kernel) in after.items()
         ]
 
     def environment(self) -> dict[str, Any]:
@@ -235,4 +282,5 @@ class OpenVinoRunner(Runner):
             ]
         if self.spec.threads == 0:
             env["threads_note"] = "0 = OpenVINO default (INFERENCE_NUM_THREADS not set)"
+        env.update(self._profile_env)
         return env

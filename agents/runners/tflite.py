@@ -1,16 +1,16 @@
 """TFLite / LiteRT runner: ``ai_edge_litert.interpreter.Interpreter`` timed around ``invoke()``.
 
-``spec.options`` understood here:
+``spec.options`` (``latencylab.runtime_options.TFLiteOptions``, a closed set):
 
 * ``delegate``: ``"xnnpack"`` (default: LiteRT's default CPU delegate), ``"none"`` (plain
-  builtin kernels, no default delegate), ``"gpu"`` (the GPU delegate library, see
-  ``delegate_library``) or a path to an external delegate ``.so``.
-* ``delegate_library``: the GPU delegate's shared library (default
-  ``libtensorflowlite_gpu_delegate.so``); ``delegate_options``: dict passed to it.
+  builtin kernels, no default delegate), ``"gpu"`` (the GPU delegate) or the name of a
+  delegate the agent's operator configured (``AgentSettings.delegates``: name -> library and
+  options). A caller names a delegate; only the operator gives a library path.
 * ``input_shapes``: ``{input name: shape}`` overriding the model's own input shapes.
-* ``benchmark_model``: path to the C++ ``benchmark_model`` tool (also
-  ``$LATENCYLAB_TFLITE_BENCHMARK_MODEL``); when set, the profile phase runs it with
-  ``--enable_op_profiling`` instead of the default below.
+
+The operator may also point the agent at the C++ ``benchmark_model`` tool
+(``LATENCYLAB_AGENT_TFLITE_BENCHMARK_MODEL``); the profile phase then runs it with
+``--enable_op_profiling`` instead of the default below.
 
 The profile phase (per-operator times) does not use the Python Interpreter, which has no op
 profiler: by default it compiles the same ``.tflite`` with the LiteRT C API in the wheel's
@@ -32,10 +32,12 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from latencylab.runtime_options import DelegateLibrary, TFLiteOptions
 from latencylab.schemas import LayerProfile, MeasureSpec, TensorSpec
 
 from .base import Runner, random_tensor
@@ -70,23 +72,18 @@ def _runtime_version() -> str:
 _BUILTIN_KERNELS = ("none", "cpu")
 
 
-def _benchmark_model_tool(options: dict[str, Any]) -> str | None:
-    """The C++ tool the user pointed at (option or environment variable), if any."""
-    path = options.get("benchmark_model") or os.environ.get("LATENCYLAB_TFLITE_BENCHMARK_MODEL")
-    return str(path) if path else None
-
-
 class TFLiteRunner(Runner):
     """One ``.tflite`` model on the LiteRT interpreter (XNNPACK by default)."""
 
     runtime_name = "tflite"
     extra = "tflite"
+    options: TFLiteOptions
 
     def __init__(self, spec: MeasureSpec) -> None:
         super().__init__(spec)
         self._interp: Any = None
         self._delegates: list[Any] = []
-        self._delegate = str(spec.options.get("delegate") or "xnnpack").lower()
+        self._delegate = str(self.options.delegate or "xnnpack")
         self._builtin = self._delegate in _BUILTIN_KERNELS
         self._on_cpu = self._builtin or self._delegate == "xnnpack"  # no external delegate
         self._delegate_library: str | None = None
@@ -100,26 +97,34 @@ class TFLiteRunner(Runner):
         """Import the interpreter module (timed by the protocol apart from the model load)."""
         _interpreter_module()
 
+    def _delegate_config(self) -> DelegateLibrary:
+        """The library behind the named delegate: the agent operator's configuration, or the
+        GPU delegate's standard soname. A caller never supplies a path."""
+        configured = self.spec.host.delegates
+        if self._delegate in configured:
+            return configured[self._delegate]
+        if self._delegate == "gpu":
+            return DelegateLibrary(library=GPU_DELEGATE_LIBRARY)
+        offered = sorted({"xnnpack", "none", "gpu", *configured})
+        raise ValueError(
+            f"TFLite delegate {self._delegate!r} is not configured on this agent (it offers: "
+            f"{', '.join(offered)}); the agent's operator adds delegates with "
+            "LATENCYLAB_AGENT_DELEGATES (see docs/agents.md)"
+        )
+
     def _load_delegates(self, mod: Any) -> list[Any]:
         if self._on_cpu:
             return []
-        if self._delegate == "gpu":
-            lib = str(self.spec.options.get("delegate_library") or GPU_DELEGATE_LIBRARY)
-        elif self._delegate.endswith((".so", ".dylib", ".dll")):
-            lib = str(self.spec.options.get("delegate"))
-        else:
-            raise ValueError(
-                f"unknown TFLite delegate {self._delegate!r}: use 'xnnpack', 'none', 'gpu' "
-                "or the path of an external delegate library"
-            )
-        self._delegate_library = lib
+        config = self._delegate_config()
+        self._delegate_library = config.library
         try:
-            return [mod.load_delegate(lib, self.spec.options.get("delegate_options") or None)]
+            return [mod.load_delegate(config.library, dict(config.options) or None)]
         except (ValueError, OSError, RuntimeError) as exc:
             raise RuntimeError(
-                f"TFLite delegate {self._delegate!r} is not available on this device: cannot "
-                f"load {lib!r} ({exc}). Install/build the delegate library and pass its path "
-                "as options.delegate_library, or measure with delegate 'xnnpack'"
+                f"TFLite delegate {self._delegate!r} is not available on this device: the "
+                f"library {Path(config.library).name!r} did not load ({type(exc).__name__}). The agent's "
+                "operator configures delegates (LATENCYLAB_AGENT_DELEGATES); or measure with "
+                "delegate 'xnnpack'"
             ) from exc
 
     def _resize_inputs(self) -> None:
@@ -217,7 +222,7 @@ class TFLiteRunner(Runner):
 
         Never raises for a profile that cannot be taken: it returns ``[]`` and says why in
         ``environment.profile_note``."""
-        tool = _benchmark_model_tool(self.spec.options)
+        tool = self.spec.host.tflite_benchmark_model
         if tool is not None:
             return self._profile_with_tool(tool, iterations)
         try:
@@ -228,8 +233,8 @@ class TFLiteRunner(Runner):
         if tool is not None:
             return self._profile_with_tool(tool, iterations)
         self._profile_note = (
-            f"no per-layer profile: {reason}; the LiteRT Python API has no op profiler, so set "
-            "options.benchmark_model or $LATENCYLAB_TFLITE_BENCHMARK_MODEL to the C++ "
+            f"no per-layer profile: {reason}; the LiteRT Python API has no op profiler, so the "
+            "agent's operator can set LATENCYLAB_AGENT_TFLITE_BENCHMARK_MODEL to the C++ "
             "benchmark_model tool for one"
         )
         return []

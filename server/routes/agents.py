@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
 from db.models import ApiToken, Device, Job
 from latencylab.conversions import ConversionOutcome, ConversionPublic
+from latencylab.errors import ErrorCode
+from latencylab.fields import Id, Text
 from latencylab.schemas import (
     DevicePublic,
     DeviceRegister,
@@ -17,68 +19,114 @@ from latencylab.schemas import (
 )
 from server.artifacts import UploadTooLarge
 from server.deps import CurrentAgent, SessionDep, StateDep
+from server.errors import ApiError
+from server.openapi import AUTH, errors
 from server.store import artifacts as artifact_store
 from server.store import benchmarks as bench_store
+from server.store import bindings
 from server.store import conversions as conv_store
 from server.store import devices as store
 from server.store import jobs as job_store
 from server.upload import UPLOAD_FILE_BODY, BadUpload, receive_form
 
-router = APIRouter(prefix="/agents", tags=["agents"])
+router = APIRouter(prefix="/agents", tags=["agents"], responses=AUTH)
 
 
 def _own_device(session: SessionDep, device_id: int, token: ApiToken) -> Device:
+    """The caller's device: 404 ``device_not_registered`` if the coordinator does not know it
+    (register again), 403 ``forbidden`` if it is not bound to this token (any more)."""
     device = store.get_device(session, device_id)
     if device is None:
-        raise HTTPException(404, f"device {device_id} is not registered; register first")
+        raise ApiError(
+            404,
+            ErrorCode.device_not_registered,
+            f"device {device_id} is not registered; register first",
+        )
+    if device.token_id is None:
+        raise ApiError(
+            403,
+            ErrorCode.forbidden,
+            f"device {device_id} ('{device.name}') was released by an admin and is no longer "
+            "bound to this token; restart the agent to register it again",
+        )
     if device.token_id != token.id:
-        raise HTTPException(403, f"device {device_id} was registered with another token")
+        raise ApiError(
+            403,
+            ErrorCode.forbidden,
+            f"device {device_id} ('{device.name}') is registered with another token",
+        )
     return device
 
 
-@router.post("/register", response_model=DevicePublic, response_model_by_alias=True)
+@router.post(
+    "/register",
+    response_model=DevicePublic,
+    response_model_by_alias=True,
+    responses=errors(400, 409, 422),
+)
 def register(
     body: DeviceRegister, session: SessionDep, state: StateDep, token: CurrentAgent
 ) -> DevicePublic:
-    """Register (or re-register) a device with its capabilities; frees jobs it held before."""
-    device = store.register_device(session, body, token.id)
+    """Register (or re-register) a device with its capabilities; frees jobs it held before.
+
+    A name belongs to the token that registered it: another token gets 409 ``device_taken``
+    until an admin releases the device (``POST /devices/{id}/release``) or revokes that token.
+    A token scoped to device names gets 403 ``forbidden`` for a name outside its scope."""
+    try:
+        device = bindings.register_device(session, body, token)
+    except bindings.DeviceTaken as exc:
+        raise ApiError(409, ErrorCode.device_taken, str(exc)) from exc
+    except bindings.DeviceOutOfScope as exc:
+        raise ApiError(403, ErrorCode.forbidden, str(exc)) from exc
     return store.device_public(session, device, state.settings.offline_after_s)
 
 
-@router.post("/{device_id}/heartbeat")
+@router.post("/{device_id}/heartbeat", responses=errors(400, 404, 409, 422))
 def heartbeat(
-    device_id: int, body: Heartbeat, session: SessionDep, state: StateDep, token: CurrentAgent
+    device_id: Id, body: Heartbeat, session: SessionDep, state: StateDep, token: CurrentAgent
 ) -> dict[str, bool]:
-    """Keep the device online and its job's lease alive; ``keep: false`` means abandon the job."""
+    """Keep the device online and its job's lease alive. 409 ``lease_lost``: the job is no
+    longer this device's (lease expired, requeued, finished); abandon it."""
     device = _own_device(session, device_id, token)
-    keep = job_store.heartbeat(session, device, body.job_id, body.progress, state.settings.lease_s)
-    return {"keep": keep}
+    try:
+        job_store.heartbeat(session, device, body.job_id, body.progress, state.settings.lease_s)
+    except job_store.LeaseLost as exc:
+        session.commit()  # the device was seen all the same
+        raise ApiError(409, ErrorCode.lease_lost, str(exc)) from exc
+    return {"keep": True}
 
 
 @router.post(
     "/{device_id}/lease",
     response_model=LeasedJob,
-    responses={204: {"description": "No job for this device right now"}},
+    responses={204: {"description": "No job for this device right now"}, **errors(404, 409, 422)},
 )
 def lease(
-    device_id: int, session: SessionDep, state: StateDep, token: CurrentAgent
+    device_id: Id, session: SessionDep, state: StateDep, token: CurrentAgent
 ) -> LeasedJob | Response:
     """Lease the oldest queued job this device can run (one at a time, with an expiring lease)."""
     device = _own_device(session, device_id, token)
     try:
         job = job_store.lease_job(session, device, state.settings.lease_s)
     except job_store.LeaseConflict as exc:
-        raise HTTPException(409, str(exc)) from exc
+        raise ApiError(409, ErrorCode.conflict, str(exc)) from exc
     job_store.heartbeat(session, device, None, {}, state.settings.lease_s)
     if job is None:
         return Response(status_code=status.HTTP_204_NO_CONTENT)
     return job_store.leased(session, job)
 
 
-@router.post("/{device_id}/jobs/{job_id}/report", response_model=ResultPublic)
+@router.post(
+    "/{device_id}/jobs/{job_id}/report",
+    response_model=ResultPublic,
+    responses={
+        201: {"model": ResultPublic, "description": "The first report: the result was stored"},
+        **errors(400, 404, 409, 422),
+    },
+)
 def report(
-    device_id: int,
-    job_id: int,
+    device_id: Id,
+    job_id: Id,
     body: JobReport,
     response: Response,
     session: SessionDep,
@@ -91,9 +139,9 @@ def report(
         existed = before is not None and before.result is not None
         row = job_store.report_result(session, device, job_id, body.result)
     except KeyError as exc:
-        raise HTTPException(404, f"job {job_id} does not exist") from exc
-    except job_store.LeaseConflict as exc:
-        raise HTTPException(409, str(exc)) from exc
+        raise ApiError(404, ErrorCode.not_found, f"job {job_id} does not exist") from exc
+    except job_store.LeaseLost as exc:
+        raise ApiError(409, ErrorCode.lease_lost, str(exc)) from exc
     response.status_code = status.HTTP_200_OK if existed else status.HTTP_201_CREATED
     session.refresh(row)
     return bench_store.result_public(row)
@@ -102,9 +150,11 @@ def report(
 def _held_job(session: SessionDep, device: Device, job_id: int, kind: str | None = None) -> Job:
     job = job_store.get_job(session, job_id)
     if job is None:
-        raise HTTPException(404, f"job {job_id} does not exist")
+        raise ApiError(404, ErrorCode.not_found, f"job {job_id} does not exist")
     if kind and job.kind != kind:
-        raise HTTPException(409, f"job {job_id} is a {job.kind} job, not a {kind} job")
+        raise ApiError(
+            409, ErrorCode.conflict, f"job {job_id} is a {job.kind} job, not a {kind} job"
+        )
     return job
 
 
@@ -112,21 +162,29 @@ def _held_job(session: SessionDep, device: Device, job_id: int, kind: str | None
     "/{device_id}/jobs/{job_id}/artifacts",
     status_code=status.HTTP_201_CREATED,
     openapi_extra=UPLOAD_FILE_BODY,
+    responses=errors(400, 404, 409, 413, 415, 422),
 )
 async def upload_artifact(
-    device_id: int,
-    job_id: int,
+    device_id: Id,
+    job_id: Id,
     request: Request,
     session: SessionDep,
     state: StateDep,
     token: CurrentAgent,
-    format: str = Query(..., max_length=32, description="tflite, openvino, coreml, log, ..."),
+    format: Annotated[
+        Text, Query(max_length=32, description="tflite, openvino, coreml, log, ...")
+    ],
 ) -> dict[str, Any]:
     """Upload a file a job produced (a converted artifact or a log) into the artifact store."""
     device = await run_in_threadpool(_own_device, session, device_id, token)
     job = await run_in_threadpool(_held_job, session, device, job_id)
     if job.device_id != device.id or job.status != "running":
-        raise HTTPException(409, f"job {job_id} is not held by device '{device.name}'")
+        raise ApiError(
+            409,
+            ErrorCode.lease_lost,
+            f"job {job_id} is not held by device '{device.name}' (its lease expired or it was "
+            "requeued); nothing was stored",
+        )
     try:
         form = await receive_form(request, state.store, state.settings.max_upload_bytes)
     except UploadTooLarge as exc:
@@ -140,10 +198,14 @@ async def upload_artifact(
     return {"sha256": sha, "size": size, "format": format}
 
 
-@router.post("/{device_id}/jobs/{job_id}/conversion", response_model=ConversionPublic)
+@router.post(
+    "/{device_id}/jobs/{job_id}/conversion",
+    response_model=ConversionPublic,
+    responses=errors(400, 404, 409, 422),
+)
 def report_conversion(
-    device_id: int,
-    job_id: int,
+    device_id: Id,
+    job_id: Id,
     body: ConversionOutcome,
     session: SessionDep,
     token: CurrentAgent,
@@ -156,9 +218,11 @@ def report_conversion(
         conv is not None and conv.job_id == job.id and conv.status in ("succeeded", "failed")
     )
     if not finished_here and (job.device_id != device.id or job.status != "running"):
-        raise HTTPException(
+        raise ApiError(
             409,
-            f"job {job_id} is not held by device '{device.name}' (its lease expired or it was requeued)",
+            ErrorCode.lease_lost,
+            f"job {job_id} is not held by device '{device.name}' (its lease expired or it was "
+            "requeued)",
         )
     try:
         conv = conv_store.report(session, job, body)

@@ -1,23 +1,43 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException
+import re
+
+from fastapi import APIRouter
 from fastapi.responses import FileResponse
 from sqlalchemy import select
 
 from db.models import Artifact, Device, Job
+from latencylab.errors import ErrorCode
 from server.deps import AnyToken, SessionDep, StateDep
+from server.errors import ApiError
+from server.openapi import AUTH, errors
 
-router = APIRouter(tags=["artifacts"])
+router = APIRouter(tags=["artifacts"], responses=AUTH)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
-@router.get("/artifacts/{sha256}", response_class=FileResponse)
+@router.get(
+    "/artifacts/{sha256}",
+    response_class=FileResponse,
+    responses={
+        200: {
+            "description": "The artifact's bytes",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        **errors(404),
+    },
+)
 def download_artifact(
     sha256: str, session: SessionDep, state: StateDep, token: AnyToken
 ) -> FileResponse:
-    """Download an artifact by sha256; an agent token only gets artifacts of jobs it holds."""
-    artifact = session.get(Artifact, sha256)
+    """Download an artifact by sha256. An agent token only gets artifacts of jobs its devices
+    hold: otherwise 403 ``lease_lost`` (the job's lease expired or it was requeued meanwhile;
+    the agent drops the job)."""
+    artifact = session.get(Artifact, sha256) if _SHA256.fullmatch(sha256) else None
     if artifact is None or not state.store.exists(sha256):
-        raise HTTPException(404, f"no artifact {sha256}")
+        raise ApiError(404, ErrorCode.not_found, f"no artifact {sha256}")
     if token.scope == "agent":
         held = session.scalar(
             select(Job.id)
@@ -27,7 +47,12 @@ def download_artifact(
             )
         )
         if held is None:
-            raise HTTPException(403, "agents may only download artifacts of jobs they hold")
+            raise ApiError(
+                403,
+                ErrorCode.lease_lost,
+                f"no job holding artifact {sha256} is leased to a device of this token (its lease "
+                "expired or it was requeued): agents may only download artifacts of jobs they hold",
+            )
     return FileResponse(
         state.store.path_for(sha256),
         media_type="application/octet-stream",

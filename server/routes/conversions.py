@@ -4,14 +4,21 @@ from fastapi import APIRouter, HTTPException, status
 from fastapi.responses import FileResponse
 
 from latencylab.conversions import ConversionCreate, ConversionPublic
+from latencylab.fields import Id
 from server.deps import CurrentUser, SessionDep, StateDep
+from server.openapi import AUTH, errors
 from server.store import conversions as store
 from server.store.models import get_model
 
-router = APIRouter(tags=["conversions"])
+router = APIRouter(tags=["conversions"], responses=AUTH)
 
 
-@router.post("/conversions", response_model=ConversionPublic, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/conversions",
+    response_model=ConversionPublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=errors(400, 404, 422),
+)
 def create_conversion(
     body: ConversionCreate, session: SessionDep, state: StateDep, _: CurrentUser
 ) -> ConversionPublic:
@@ -34,8 +41,10 @@ def create_conversion(
     return store.public(session, conv)
 
 
-@router.get("/conversions/{conversion_id}", response_model=ConversionPublic)
-def get_conversion(conversion_id: int, session: SessionDep, _: CurrentUser) -> ConversionPublic:
+@router.get(
+    "/conversions/{conversion_id}", response_model=ConversionPublic, responses=errors(404, 422)
+)
+def get_conversion(conversion_id: Id, session: SessionDep, _: CurrentUser) -> ConversionPublic:
     """A conversion: status, artifact, numerical validation, error with a hint, log link."""
     conv = store.get(session, conversion_id)
     if conv is None:
@@ -43,9 +52,16 @@ def get_conversion(conversion_id: int, session: SessionDep, _: CurrentUser) -> C
     return store.public(session, conv)
 
 
-@router.get("/conversions/{conversion_id}/log", response_class=FileResponse)
+@router.get(
+    "/conversions/{conversion_id}/log",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "The log", "content": {"text/plain": {"schema": {"type": "string"}}}},
+        **errors(404, 422),
+    },
+)
 def get_conversion_log(
-    conversion_id: int, session: SessionDep, state: StateDep, _: CurrentUser
+    conversion_id: Id, session: SessionDep, state: StateDep, _: CurrentUser
 ) -> FileResponse:
     """Download the converter's full log (text)."""
     conv = store.get(session, conversion_id)
@@ -58,9 +74,13 @@ def get_conversion_log(
     )
 
 
-@router.get("/models/{model_id}/conversions", response_model=list[ConversionPublic])
+@router.get(
+    "/models/{model_id}/conversions",
+    response_model=list[ConversionPublic],
+    responses=errors(404, 422),
+)
 def list_model_conversions(
-    model_id: int, session: SessionDep, _: CurrentUser
+    model_id: Id, session: SessionDep, _: CurrentUser
 ) -> list[ConversionPublic]:
     """Every conversion of a model, oldest first."""
     if get_model(session, model_id) is None:

@@ -1,16 +1,25 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+import logging
+
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from latencylab.schemas import ModelPublic
+from latencylab.fields import MAX_INT64, Id
+from latencylab.schemas import ModelPublic, ModelUpdate
 from server.artifacts import UploadTooLarge
 from server.deps import CurrentUser, SessionDep, StateDep
 from server.formats import ModelRejected
+from server.openapi import AUTH, errors
+from server.store import model_delete as deleting
 from server.store import models as store
+from server.store.gc import collect_garbage
+from server.store.model_delete import ResultsPolicy
 from server.upload import BadUpload, multipart_body, receive_form
 
-router = APIRouter(prefix="/models", tags=["models"])
+log = logging.getLogger("latencylab.server")
+router = APIRouter(prefix="/models", tags=["models"], responses=AUTH)
 
 _UPLOAD_BODY = multipart_body(
     {
@@ -27,10 +36,7 @@ _UPLOAD_BODY = multipart_body(
     response_model=ModelPublic,
     status_code=status.HTTP_201_CREATED,
     openapi_extra=_UPLOAD_BODY,
-    responses={
-        413: {"description": "Over the size limit"},
-        415: {"description": "Unsupported format"},
-    },
+    responses=errors(400, 413, 415, 422),
 )
 async def upload_model(
     request: Request, session: SessionDep, state: StateDep, token: CurrentUser
@@ -65,21 +71,67 @@ async def upload_model(
     return store.model_public(model)
 
 
-@router.get("", response_model=list[ModelPublic])
+@router.get("", response_model=list[ModelPublic], responses=errors(422))
 def list_models(
     session: SessionDep,
     _: CurrentUser,
     limit: int = Query(500, ge=1, le=5000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT64),
+    sha256: str | None = Query(
+        None, pattern=r"^[0-9a-f]{64}$", description="Only models of this file (SHA-256, hex)"
+    ),
 ) -> list[ModelPublic]:
-    """List uploaded models, newest first."""
-    return [store.model_public(m) for m in store.list_models(session, limit, offset)]
+    """List uploaded models, newest first (optionally only those of one file, by sha256)."""
+    return [store.model_public(m) for m in store.list_models(session, limit, offset, sha256)]
 
 
-@router.get("/{model_id}", response_model=ModelPublic)
-def get_model(model_id: int, session: SessionDep, _: CurrentUser) -> ModelPublic:
-    """One model: format, hash, size, inputs, outputs, opset and metadata."""
-    model = store.get_model(session, model_id)
-    if model is None:
-        raise HTTPException(404, f"model {model_id} does not exist")
-    return store.model_public(model)
+@router.get("/{model_id}", response_model=ModelPublic, responses=errors(404, 410, 422))
+def get_model(model_id: Id, session: SessionDep, _: CurrentUser) -> ModelPublic:
+    """One model: format, hash, size, inputs, outputs, opset and metadata (410
+    ``model_deleted`` once deleted with its results kept)."""
+    return store.model_public(store.find_model(session, model_id))
+
+
+@router.patch("/{model_id}", response_model=ModelPublic, responses=errors(400, 403, 404, 410, 422))
+def update_model(
+    model_id: Id, body: ModelUpdate, session: SessionDep, token: CurrentUser
+) -> ModelPublic:
+    """Correct a model's name, accuracy, tags or other metadata; only the fields given change.
+
+    ``accuracy`` and ``tags`` replace those metadata keys as a whole (null removes them);
+    ``metadata`` is merged key by key (null removes a key). Only the token that uploaded the
+    model, or an admin, may change it (403 otherwise). A bad body changes nothing (422)."""
+    return store.model_public(store.update_model(session, model_id, body, token))
+
+
+@router.delete(
+    "/{model_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=errors(403, 404, 409, 410, 422),
+)
+def delete_model(
+    model_id: Id,
+    session: SessionDep,
+    state: StateDep,
+    token: CurrentUser,
+    results: ResultsPolicy = Query(
+        ResultsPolicy.keep,
+        description="`keep`: the model leaves every list, the Pareto page and GET (410), its "
+        "benchmarks and results stay readable by id. `delete`: its benchmarks, jobs, results "
+        "and conversions go too (also for a model deleted before with `keep`)",
+    ),
+) -> Response:
+    """Delete a model (its uploader or an admin; 403 otherwise).
+
+    Queued and waiting jobs of the model are cancelled; a job a device is running makes it a
+    409 `model_busy` (retry when it has finished), a model a latency table uses a 409
+    `model_in_use`. Afterwards the artifacts nothing needs any more (the model's file, its
+    conversions) are garbage-collected at once."""
+    shas = deleting.delete_model(session, model_id, token, results)
+    session.commit()
+    try:
+        collect_garbage(state.sessions, state.store, grace_s=0, only=shas)
+    except SQLAlchemyError:  # the delete stands; the periodic collection retries
+        log.warning("collecting the artifacts of deleted model %s failed", model_id, exc_info=True)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -4,6 +4,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
 
 from db.nas import LatencyTable
+from latencylab.fields import Id
 from latencylab.tables import (
     PredictRequest,
     PredictResponse,
@@ -13,10 +14,11 @@ from latencylab.tables import (
     TablePublic,
 )
 from server.deps import CurrentUser, SessionDep, StateDep
+from server.openapi import AUTH, errors
 from server.store import table_export as export
 from server.store import tables as store
 
-router = APIRouter(tags=["tables"])
+router = APIRouter(tags=["tables"], responses=AUTH)
 
 
 def _table(session: SessionDep, table_id: int) -> LatencyTable:
@@ -32,7 +34,12 @@ def list_spaces(_: CurrentUser) -> list[SpacePublic]:
     return store.list_spaces()
 
 
-@router.post("/tables", response_model=TablePublic, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/tables",
+    response_model=TablePublic,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=errors(400, 422),
+)
 def create_table(
     body: TableCreate, session: SessionDep, state: StateDep, token: CurrentUser
 ) -> TablePublic:
@@ -44,7 +51,7 @@ def create_table(
     return store.table_public(session, table).model_copy(update={"reused": not created})
 
 
-@router.get("/tables", response_model=list[TablePublic])
+@router.get("/tables", response_model=list[TablePublic], responses=errors(422))
 def list_tables(
     session: SessionDep, _: CurrentUser, limit: int = Query(200, ge=1, le=2000)
 ) -> list[TablePublic]:
@@ -55,14 +62,27 @@ def list_tables(
 @router.get(
     "/tables/{table_id}",
     response_model=TablePublic,
-    responses={200: {"content": {"text/csv": {}, "application/yaml": {}}}},
+    responses={
+        200: {
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                "application/yaml": {"schema": {"type": "string"}},
+            }
+        },
+        **errors(404, 422),
+    },
 )
 def get_table(
-    table_id: int,
+    table_id: Id,
     session: SessionDep,
     state: StateDep,
     _: CurrentUser,
-    format: TableFormat | None = Query(None, description="json | csv | ofa-yaml: the entries"),
+    format: TableFormat | None = Query(
+        None,
+        description="json | csv | ofa-yaml: the entries. json and csv key each block by its "
+        "LatencyLab key and carry `ofa_key`, the key ofa-yaml and OFA's own tables use "
+        "(e.g. expanded_conv-input:112x112x24-output:56x56x32-expand:6-kernel:3-stride:2-idskip:0)",
+    ),
 ) -> TablePublic | Response:
     """A table's status, progress and quality; with ?format= the table itself."""
     table = _table(session, table_id)
@@ -79,18 +99,20 @@ def get_table(
     return store.table_public(session, table)
 
 
-@router.post("/tables/{table_id}/resume", response_model=TablePublic)
-def resume_table(
-    table_id: int, session: SessionDep, state: StateDep, _: CurrentUser
-) -> TablePublic:
+@router.post("/tables/{table_id}/resume", response_model=TablePublic, responses=errors(404, 422))
+def resume_table(table_id: Id, session: SessionDep, state: StateDep, _: CurrentUser) -> TablePublic:
     """Retry a table's failed blocks or networks; measured entries are kept."""
     table = store.resume_table(session, state.store, _table(session, table_id))
     return store.table_public(session, table)
 
 
-@router.post("/tables/{table_id}/predict", response_model=PredictResponse)
+@router.post(
+    "/tables/{table_id}/predict",
+    response_model=PredictResponse,
+    responses=errors(400, 404, 409, 422),
+)
 def predict(
-    table_id: int, body: PredictRequest, session: SessionDep, _: CurrentUser
+    table_id: Id, body: PredictRequest, session: SessionDep, _: CurrentUser
 ) -> PredictResponse:
     """Predicted latency (best predictor) and plain table sum of each architecture."""
     try:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from db.models import Benchmark, Device, Job, Model, Result, ResultSeries
-from latencylab.schemas import BenchmarkCreate, BenchmarkPublic, LatencyStats, ResultPublic, Target
-from server.store import conversions
+from latencylab.checks import BenchmarkCheck, BenchmarkCheckPublic, TargetVerdict
+from latencylab.schemas import (
+    BenchmarkCreate,
+    BenchmarkPublic,
+    LatencyStats,
+    RawTimes,
+    ResultPublic,
+    Target,
+)
+from server.store import conversions, quality
 from server.store.devices import (
     SelectorError,
     can_take,
@@ -19,10 +30,26 @@ from server.store.jobs import job_public
 
 
 class BenchmarkRejected(ValueError):
-    def __init__(self, message: str, status_code: int = 422) -> None:
+    """A benchmark (or its dry run) refused: ``message`` names the first refused target,
+    ``errors`` every refused one (``loc`` ``["targets", i]``, ``msg``, ``type``)."""
+
+    def __init__(
+        self, message: str, status_code: int = 422, errors: list[dict[str, Any]] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.status_code = status_code
+        self.errors = errors or []
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """How an accepted target will run: converted first (``convert_to``) or not, and which
+    registered devices could take its job."""
+
+    target: Target
+    convert_to: str | None
+    candidates: list[str]
 
 
 def _describe(devices: list[Device]) -> str:
@@ -34,15 +61,17 @@ def _describe(devices: list[Device]) -> str:
     )
 
 
-def check_target(model: Model, target: Target, devices: list[Device]) -> str | None:
-    """Refuse a target nothing could run; return the format to convert to (None: native)."""
+def check_target(model_format: str | None, target: Target, devices: list[Device]) -> str | None:
+    """Refuse a target nothing could run; return the format to convert to (None: native).
+    ``model_format`` None: the model's format is not known yet (not checked)."""
     convert_to = None
-    if target.runtime not in conversions.NATIVE_RUNTIMES.get(model.format, set()):
+    fmt = model_format
+    if fmt is not None and target.runtime not in conversions.NATIVE_RUNTIMES.get(fmt, set()):
         convert_to = conversions.RUNTIME_FORMAT.get(target.runtime)
-        if convert_to is None or model.format not in ("onnx", "pt2"):
+        if convert_to is None or fmt not in ("onnx", "pt2"):
             raise BenchmarkRejected(
-                f"runtime '{target.runtime}' cannot run a {model.format} model and LatencyLab "
-                f"cannot convert {model.format} to what it runs; upload ONNX or a .pt2 program"
+                f"runtime '{target.runtime}' cannot run a {fmt} model and LatencyLab "
+                f"cannot convert {fmt} to what it runs; upload ONNX or a .pt2 program"
             )
     try:
         parse_selector(target.device)
@@ -61,22 +90,75 @@ def check_target(model: Model, target: Target, devices: list[Device]) -> str | N
     return convert_to
 
 
+def plan_targets(
+    session: Session,
+    targets: list[Target],
+    devices: list[Device],
+    model: Model | None = None,
+    model_format: str | None = None,
+) -> list[TargetPlan]:
+    """The one rule for benchmark targets (``POST /benchmarks`` and its dry run): every target
+    checked against the fleet and, where it needs one, a conversion; ``BenchmarkRejected``
+    names the first refused target and lists every refused one. ``model`` (stored) or
+    ``model_format`` (not uploaded yet) says what is to run."""
+    fmt = model.format if model is not None else model_format
+    plans: list[TargetPlan] = []
+    refused: list[tuple[int, BenchmarkRejected]] = []
+    for i, target in enumerate(targets):
+        try:
+            convert_to = check_target(fmt, target, devices)
+            if convert_to is not None:
+                try:
+                    conversions.check_possible(session, model, convert_to, target, devices)
+                except conversions.ConversionRejected as exc:
+                    raise BenchmarkRejected(exc.message, exc.status_code) from exc
+        except BenchmarkRejected as exc:
+            refused.append((i, exc))
+            continue
+        names = [d.name for d in devices if can_take(d, target.device, target.runtime)]
+        plans.append(TargetPlan(target, convert_to, names))
+    if refused:
+        first = refused[0][1]
+        errors = [
+            {"loc": ["targets", i], "msg": exc.message, "type": "target_refused"}
+            for i, exc in refused
+        ]
+        raise BenchmarkRejected(first.message, first.status_code, errors)
+    return plans
+
+
+def check_benchmark(session: Session, body: BenchmarkCheck) -> BenchmarkCheckPublic:
+    """The dry run of ``create_benchmark``: the same rule, nothing created."""
+    model = None
+    if body.model_id is not None:
+        model = session.get(Model, body.model_id)
+        if model is None:
+            raise BenchmarkRejected(f"model {body.model_id} does not exist", 404)
+    plans = plan_targets(session, body.targets, list_devices(session), model, body.model_format)
+    return BenchmarkCheckPublic(
+        targets=[
+            TargetVerdict(
+                runtime=p.target.runtime,
+                device=p.target.device,
+                precision=p.target.precision,
+                convert_to=p.convert_to,
+                candidates=p.candidates,
+            )
+            for p in plans
+        ]
+    )
+
+
 def create_benchmark(
     session: Session, body: BenchmarkCreate, owner_token_id: int | None, max_attempts: int
 ) -> Benchmark:
     model = session.get(Model, body.model_id)
-    if model is None:
+    if model is None or model.deleted_at is not None:
         raise BenchmarkRejected(f"model {body.model_id} does not exist", 404)
-    devices = list_devices(session)
-    plans = []
-    for target in body.targets:  # validate every target before creating anything
-        convert_to = check_target(model, target, devices)
-        if convert_to is not None:
-            try:
-                conversions.check_possible(session, model, convert_to, target, devices)
-            except conversions.ConversionRejected as exc:
-                raise BenchmarkRejected(exc.message, exc.status_code) from exc
-        plans.append(convert_to)
+    # every target is validated before anything is created
+    plans = [
+        p.convert_to for p in plan_targets(session, body.targets, list_devices(session), model)
+    ]
     bench = Benchmark(
         model_id=model.id, settings=body.settings.model_dump(), owner_token_id=owner_token_id
     )
@@ -151,6 +233,10 @@ def result_public(r: Result) -> ResultPublic:
         first_inference_ms=r.first_inference_ms,
         memory=r.memory or {},
         environment=r.environment or {},
+        warnings=list((r.environment or {}).get("warnings", [])),
+        flags=quality.flags_of(r),
+        mode=quality.mode_of_result(r),
+        repeats=quality.repeats_of(r),
     )
 
 
@@ -174,6 +260,7 @@ def list_benchmarks(
 def benchmark_public(session: Session, bench: Benchmark) -> BenchmarkPublic:
     devices = list_devices(session)
     jobs = bench.jobs
+    quality.ensure(session, [j.result for j in jobs if j.result is not None])
     return BenchmarkPublic(
         id=bench.id,
         model_id=bench.model_id,
@@ -194,3 +281,14 @@ def get_result(session: Session, bench_id: int, result_id: int) -> Result | None
 
 def get_series(session: Session, result_id: int) -> ResultSeries | None:
     return session.get(ResultSeries, result_id)
+
+
+def raw_times(session: Session, result_id: int, series: ResultSeries) -> RawTimes:
+    """The raw times, with the runs of each repeat when several processes measured."""
+    r = session.get(Result, result_id)
+    repeats = quality.repeats_of(r) if r is not None else None
+    return RawTimes(
+        times_ms=series.times_ms,
+        warmup_ms=series.warmup_ms,
+        repeat_runs=[run.runs for run in repeats.runs] if repeats is not None else [],
+    )

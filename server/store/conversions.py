@@ -19,6 +19,7 @@ from latencylab.conversions import (
     ConversionTask,
     Validation,
 )
+from server.store.artifacts import claim
 from server.store.devices import can_take, list_devices
 from server.store.hooks import on_job_finished
 
@@ -92,21 +93,29 @@ def _check_converter(devices: list[Device], target: str, selector: str) -> None:
 
 
 def _reusable(session: Session, key: str) -> Conversion | None:
-    return session.scalar(
+    return session.scalar(  # a conversion whose file was garbage-collected is done again
         select(Conversion)
-        .where(Conversion.reuse_key == key, Conversion.status != "failed")
+        .outerjoin(Artifact, Artifact.sha256 == Conversion.artifact_sha256)
+        .where(
+            Conversion.reuse_key == key,
+            Conversion.status != "failed",
+            Artifact.purged_at.is_(None),
+        )
         .order_by(Conversion.id.desc())
     )
 
 
 def check_possible(
-    session: Session, model: Model, target: str, spec: Any, devices: list[Device]
+    session: Session, model: Model | None, target: str, spec: Any, devices: list[Device]
 ) -> None:
-    """Raise ConversionRejected unless an identical conversion exists or a worker can do it."""
+    """Raise ConversionRejected unless an identical conversion exists or a worker can do it
+    (``model`` None: a model not uploaded yet, which no stored conversion can be of)."""
     selector = converter_selector(target, spec.device if target == "tensorrt" else None)
-    key = _reuse_key(model, target, spec.precision, spec.batch_size, selector)
-    if _reusable(session, key) is None:
-        _check_converter(devices, target, selector)
+    if model is not None:
+        key = _reuse_key(model, target, spec.precision, spec.batch_size, selector)
+        if _reusable(session, key) is not None:
+            return
+    _check_converter(devices, target, selector)
 
 
 def get_or_create(
@@ -197,7 +206,7 @@ def report(session: Session, job: Job, outcome: ConversionOutcome) -> Conversion
     if conv.status in ("succeeded", "failed") and conv.job_id == job.id:
         return conv
     for sha in (outcome.artifact_sha256, outcome.log_sha256):
-        if sha and session.get(Artifact, sha) is None:
+        if sha and not claim(session, sha, purged_ok=False):  # claimed: GC spares it
             raise ValueError(f"artifact {sha} was not uploaded; upload it before reporting")
     ok = outcome.status == "succeeded" and outcome.artifact_sha256 is not None
     conv.artifact_sha256 = outcome.artifact_sha256

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Device, Job, utcnow
-from latencylab.schemas import DevicePublic, DeviceRegister
+from latencylab.schemas import DevicePublic
 
 COORDINATOR_HOST = socket.gethostname()
 
@@ -69,29 +69,6 @@ def can_take(device: Device, selector: str, runtime: str) -> bool:
 
 def is_online(device: Device, offline_after_s: float) -> bool:
     return utcnow() - device.last_seen < timedelta(seconds=offline_after_s)
-
-
-def register_device(session: Session, body: DeviceRegister, token_id: int) -> Device:
-    """Create or update the device of that name; a re-registering agent frees its old jobs."""
-    device = session.scalar(select(Device).where(Device.name == body.name))
-    if device is None:
-        device = Device(name=body.name, device_class=body.device_class, token_id=token_id)
-        session.add(device)
-    device.device_class = body.device_class
-    device.runtimes = dict(body.runtimes)
-    device.attributes = dict(body.attributes)
-    device.info = dict(body.info)
-    device.token_id = token_id
-    device.last_seen = utcnow()
-    session.flush()
-    # An agent that (re)starts holds nothing: whatever it held before goes back to the queue.
-    from server.store.jobs import requeue_or_fail
-
-    for job in session.scalars(
-        select(Job).where(Job.device_id == device.id, Job.status == "running")
-    ):
-        requeue_or_fail(job, f"agent for device '{device.name}' restarted while holding the job")
-    return device
 
 
 def list_devices(session: Session) -> list[Device]:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session, object_session
 
 from db.models import Artifact, Device, Job, Model, Result, ResultSeries, utcnow
 from latencylab.schemas import JobPublic, LeasedJob, MeasureResult
+from server.store import quality
 from server.store.devices import can_take
 from server.store.hooks import job_finished
 
@@ -16,7 +17,12 @@ SCAN_LIMIT = 500
 
 
 class LeaseConflict(Exception):
-    """The job is not (or no longer) held by this device."""
+    """The device already holds a job and asks for another (409 ``conflict``)."""
+
+
+class LeaseLost(Exception):
+    """The job is not (or no longer) held by this device: its lease expired, it was requeued
+    or reported by another device (409 ``lease_lost``)."""
 
 
 def requeue_or_fail(job: Job, reason: str) -> None:
@@ -86,18 +92,21 @@ def lease_job(session: Session, device: Device, lease_s: float) -> Job | None:
 
 def heartbeat(
     session: Session, device: Device, job_id: int | None, progress: dict, lease_s: float
-) -> bool:
-    """Mark the device seen; extend its job's lease. False if the job is no longer its own."""
+) -> None:
+    """Mark the device seen; extend its job's lease. ``LeaseLost`` if the job is no longer its
+    own (the device is marked seen all the same: flush before handling the error)."""
     device.last_seen = utcnow()
     if job_id is None:
-        return True
+        return
     job = session.get(Job, job_id)
     if job is None or job.device_id != device.id or job.status != "running":
-        return False
+        raise LeaseLost(
+            f"job {job_id} is not held by device '{device.name}' (its lease expired, or it was "
+            "requeued or finished); drop it"
+        )
     job.lease_expires_at = utcnow() + timedelta(seconds=lease_s)
     if progress:
         job.progress = dict(progress)
-    return True
 
 
 def report_result(session: Session, device: Device, job_id: int, result: MeasureResult) -> Result:
@@ -108,10 +117,10 @@ def report_result(session: Session, device: Device, job_id: int, result: Measure
     existing = session.scalar(select(Result).where(Result.job_id == job_id))
     if existing is not None:
         if existing.device_id != device.id:
-            raise LeaseConflict(f"job {job_id} was reported by another device")
+            raise LeaseLost(f"job {job_id} was reported by another device")
         return existing
     if job.device_id != device.id or job.status != "running":
-        raise LeaseConflict(
+        raise LeaseLost(
             f"job {job_id} is not held by device '{device.name}' (its lease expired or it was "
             "requeued); the result was not stored"
         )
@@ -129,7 +138,12 @@ def report_result(session: Session, device: Device, job_id: int, result: Measure
         load_ms=result.load_ms,
         first_inference_ms=result.first_inference_ms,
         memory=dict(result.memory),
-        environment=dict(result.environment),
+        # warnings live in the environment JSON (no column of their own): result_public reads them
+        environment={
+            **result.environment,
+            **({"warnings": result.warnings} if result.warnings else {}),
+        },
+        quality=quality.record(job, result),  # flags computed here, not taken from the agent
     )
     session.add(row)
     session.flush()

@@ -16,7 +16,9 @@ from latencylab.pareto import (
     ParetoTarget,
     pareto_front,
 )
+from latencylab.quality import flagged
 from latencylab.schemas import RUNTIMES
+from server.store import quality
 
 
 class ParetoError(ValueError):
@@ -48,7 +50,7 @@ def _succeeded(session: Session) -> Any:
         select(Result, Job, Model)
         .join(Job, Result.job_id == Job.id)
         .join(Model, Job.model_id == Model.id)
-        .where(Result.status == "succeeded", Model.kind == "user")
+        .where(Result.status == "succeeded", Model.kind == "user", Model.deleted_at.is_(None))
         .order_by(Result.id)
     )
 
@@ -73,8 +75,12 @@ def pareto(
     tag: str | None = None,
     threads: int | None = None,
     model_ids: list[int] | None = None,
+    hide_flagged: bool = False,
 ) -> ParetoResponse:
-    """Every model carrying ``metric`` with a succeeded result on that target; the front marked."""
+    """Every model carrying ``metric`` with a succeeded result on that target; the front marked.
+
+    ``hide_flagged`` leaves out models whose latest result carries a warning quality flag (the
+    front is computed without them; ``hidden_flagged`` counts them)."""
     if session.scalar(select(Device.id).where(Device.name == device)) is None:
         known = sorted(session.scalars(select(Device.name)))
         raise ParetoError(
@@ -95,13 +101,19 @@ def pareto(
     if model_ids is not None:
         q = q.where(Job.model_id.in_(model_ids))
     latest = _latest(session.execute(q))
+    quality.ensure(session, [r for r, _, _ in latest.values()])
     metrics: set[str] = set()
     points: list[ParetoPoint] = []
+    hidden = 0
     for result, job, model in latest.values():
         acc = _accuracy(model)
         metrics.update(acc)
         tags = _tags(model)
         if metric not in acc or (tag is not None and tag not in tags):
+            continue
+        flags = quality.flags_of(result)
+        if hide_flagged and flagged(flags):
+            hidden += 1
             continue
         lat = result.latency or {}
         points.append(
@@ -120,6 +132,8 @@ def pareto(
                 benchmark_id=result.benchmark_id,
                 threads=job.threads,
                 measured_at=result.created_at,
+                flags=flags,
+                mode=quality.mode_of_result(result),
             )
         )
     front = pareto_front((p.model_id, p.latency_ms, p.accuracy) for p in points)
@@ -137,6 +151,7 @@ def pareto(
         batch_size=batch_size,
         tag=tag,
         metrics=sorted(metrics),
+        hidden_flagged=hidden,
     )
 
 

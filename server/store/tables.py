@@ -211,8 +211,9 @@ def progress_of(session: Session, table: LatencyTable) -> TableProgress:
 
 
 def table_public(session: Session, table: LatencyTable) -> TablePublic:
+    blocks = build.blocks_of(table.space, table.resolution)
     failed = [
-        FailedBlock(key=k, error=e.error)
+        FailedBlock(key=k, ofa_key=blocks[k].ofa_key, error=e.error)
         for k, e in build.entries_of(session, table).items()
         if e.status == "failed"
     ]

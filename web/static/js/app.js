@@ -1,7 +1,7 @@
 // The dashboard shell: sign-in, navigation (History API, deep links) and page dispatch.
 import { api, ApiError, token } from "./api.js";
 import { navigate } from "./nav.js";
-import { clear, errorBox, h } from "./ui.js";
+import { clear, errorBox, h, refreshAgo } from "./ui.js";
 import { renderOverview } from "./pages/overview.js";
 import { renderPareto } from "./pages/pareto.js";
 import { renderModels } from "./pages/models.js";
@@ -167,5 +167,8 @@ window.addEventListener("ll:signed-out", () => {
   me = null;
   render();
 });
+// Relative times ("6 s ago") stay true after a page stops polling: re-rendered every second.
+const AGO_MS = 1000;
+setInterval(() => refreshAgo(main), AGO_MS);
 
 render();

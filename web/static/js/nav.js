@@ -9,7 +9,8 @@ export function navigate(path, { replace = false } = {}) {
 export function setQuery(params) {
   const qs = new URLSearchParams();
   for (const [k, v] of Object.entries(params)) {
-    if (v !== undefined && v !== null && v !== "" && v !== false) qs.set(k, v === true ? "1" : String(v));
+    if (Array.isArray(v)) v.forEach((x) => qs.append(k, String(x))); // repeated: ?k=a&k=b
+    else if (v !== undefined && v !== null && v !== "" && v !== false) qs.set(k, v === true ? "1" : String(v));
   }
   const s = qs.toString();
   history.replaceState(null, "", `${location.pathname}${s ? `?${s}` : ""}`);

@@ -55,14 +55,30 @@ export function fmtBytes(n) {
   return `${v.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
-export function fmtAgo(iso) {
+export function fmtAgo(iso, now = Date.now()) {
   if (!iso) return "–";
-  const s = (Date.now() - new Date(iso).getTime()) / 1000;
+  const s = (now - new Date(iso).getTime()) / 1000;
   if (s < 0 || s < 2) return "just now";
   if (s < 60) return `${Math.round(s)} s ago`;
   if (s < 3600) return `${Math.round(s / 60)} min ago`;
   if (s < 86400) return `${Math.round(s / 3600)} h ago`;
   return new Date(iso).toLocaleDateString();
+}
+
+/** A relative time ("3 min ago") that stays true: app.js re-renders every <time class="ago">
+ * on a timer, whether or not the page still polls; the absolute time is its tooltip. */
+export function ago(iso) {
+  if (!iso) return h("span", { class: "muted" }, "–");
+  return h("time", { class: "ago", datetime: iso, title: fmtDate(iso) }, fmtAgo(iso));
+}
+
+/** Re-render the relative times under `root` (called by app.js on a timer). */
+export function refreshAgo(root = document) {
+  const now = Date.now();
+  for (const el of root.querySelectorAll("time.ago[datetime]")) {
+    const text = fmtAgo(el.getAttribute("datetime"), now);
+    if (el.textContent !== text) el.textContent = text;
+  }
 }
 
 export function fmtDate(iso) {
@@ -100,9 +116,16 @@ export function loading(what = "Loading…") {
   return h("p", { class: "muted" }, what);
 }
 
-/** A table from column specs [{label, value: row => node|text, class}] and rows. */
+/** What an empty card or list shows: why it is empty and what to do about it.
+ * `why` and `todo` are text or nodes; `name` becomes data-empty (tests find it by that). */
+export function emptyState(name, why, todo) {
+  return h("div", { class: "empty-state muted empty", dataset: { empty: name } }, h("p", { class: "empty-why" }, why), todo ? h("p", { class: "empty-todo" }, todo) : null);
+}
+
+/** A table from column specs [{label, value: row => node|text, class}] and rows; `empty` is a
+ * sentence or an emptyState() shown instead when there are no rows. */
 export function table(columns, rows, { rowAttrs, empty = "Nothing yet." } = {}) {
-  if (!rows.length) return h("p", { class: "muted empty" }, empty);
+  if (!rows.length) return empty instanceof Node ? empty : h("p", { class: "muted empty" }, empty);
   return h(
     "div",
     { class: "table-wrap" },
@@ -138,4 +161,15 @@ export function select(options, value, attrs = {}) {
 
 export function field(label, control, hint) {
   return h("label", { class: "field" }, h("span", { class: "field-label" }, label), control, hint ? h("small", { class: "muted" }, hint) : null);
+}
+
+/** Converter workers (class "converter", `convert:<target>` capabilities) convert models;
+ * they never measure, so they are no benchmark or table target. */
+export function isConverter(device) {
+  const caps = Object.keys(device.runtimes || {});
+  return device.class === "converter" || (caps.length > 0 && caps.every((r) => r.startsWith("convert:")));
+}
+
+export function measuringDevices(devices) {
+  return devices.filter((d) => !isConverter(d));
 }

@@ -1,18 +1,19 @@
 // Submitting a benchmark (targets from what the fleet offers) and the live job pipeline.
 import { api } from "../api.js";
-import { badge, clear, errorBox, field, fmtAgo, h, select } from "../ui.js";
+import { measurePresets } from "../quality.js";
+import { ago, badge, clear, emptyState, errorBox, field, h, measuringDevices, select } from "../ui.js";
 
-const QUICK = { warmup_runs: 3, min_runs: 20, min_duration_s: 0.2, max_duration_s: 2.0, target_rel_ci: 0.02 };
 const STAGES = ["queued", "converting", "measuring", "done"];
 // Benchmark runtimes (a converter worker's "convert:*" capabilities are not targets).
 const RUNTIMES = ["onnxruntime", "tflite", "coreml", "tensorrt", "openvino", "pytorch"];
 
 export function benchmarkForm(model, devices, onSubmitted) {
   const status = h("div");
-  if (!devices.length) {
-    return h("p", { class: "muted" }, "No device has registered yet. ", h("code", {}, "make run"), " starts a local agent; others join with ", h("code", {}, "latencylab agent --server URL --token T"), ".");
+  // Converter workers convert, they never measure: no benchmark target.
+  const measuring = measuringDevices(devices).filter((d) => Object.keys(d.runtimes || {}).some((r) => RUNTIMES.includes(r)));
+  if (!measuring.length) {
+    return emptyState("bench-devices", "No measuring device has registered yet, so there is nowhere to run a benchmark.", ["Start one: ", h("code", {}, "make run"), " starts a local agent; other machines join with ", h("code", {}, "latencylab agent --server URL --token T"), "."]);
   }
-  const measuring = devices.filter((d) => Object.keys(d.runtimes || {}).some((r) => RUNTIMES.includes(r)));
   const sorted = [...measuring].sort((a, b) => (a.status === b.status ? a.id - b.id : a.status === "online" ? -1 : 1));
   let checkedOne = false;
   const boxes = [];
@@ -39,7 +40,18 @@ export function benchmarkForm(model, devices, onSubmitted) {
   const precision = select(["fp32", "fp16", "int8"], "fp32", { name: "precision" });
   const batch = h("input", { type: "number", name: "batch_size", value: "1", min: "1", max: "4096", size: 4 });
   const threads = h("input", { type: "number", name: "threads", value: "1", min: "0", max: "1024", size: 4 });
-  const mode = select([["quick", "quick (~2 s per target)"], ["standard", "standard protocol (≤ 30 s)"]], "quick", { name: "mode" });
+  // The modes come from GET /presets (latencylab/presets.py); the recommended one is the default.
+  const mode = select([], null, { name: "mode" });
+  const modeHelp = h("span", { class: "muted", id: "bench-mode-help" });
+  measurePresets()
+    .then((all) => {
+      const offered = all.filter((p) => p.kind === "benchmark");
+      clear(mode, offered.map((p) => h("option", { value: p.name, selected: p.recommended, title: p.description }, `${p.name}${p.settings.repeats > 1 ? ` (${p.settings.repeats} processes)` : ""}${p.recommended ? " — recommended" : ""}`)));
+      const describe = () => clear(modeHelp, (offered.find((p) => p.name === mode.value) || {}).description || "");
+      mode.addEventListener("change", describe);
+      describe();
+    })
+    .catch((err) => clear(modeHelp, `measurement modes unavailable: ${err.message}`));
   const button = h("button", { type: "submit", class: "primary", id: "bench-submit" }, "Benchmark");
 
   const onsubmit = async (ev) => {
@@ -60,8 +72,14 @@ export function benchmarkForm(model, devices, onSubmitted) {
         threads: Number(threads.value || 0),
       })),
     };
-    if (mode.value === "quick") body.settings = QUICK;
     button.disabled = true;
+    try {
+      const all = await measurePresets();
+      const chosen = all.find((p) => p.name === mode.value) || all.find((p) => p.kind === "benchmark" && p.recommended);
+      if (chosen) body.settings = chosen.settings;
+    } catch {
+      /* the coordinator's defaults (standard) apply */
+    }
     try {
       const bench = await api("/benchmarks", { method: "POST", body });
       await onSubmitted(bench);
@@ -75,7 +93,7 @@ export function benchmarkForm(model, devices, onSubmitted) {
     "form",
     { id: "bench-form", onsubmit },
     field("Devices and runtimes", targets),
-    h("div", { class: "row" }, field("Precision", precision), field("Batch", batch), field("Threads", threads, "0 = runtime default"), field("Measurement", mode)),
+    h("div", { class: "row" }, field("Precision", precision), field("Batch", batch), field("Threads", threads, "0 = runtime default"), field("Measurement", mode, modeHelp)),
     h("div", { class: "row" }, button),
     status,
   );
@@ -96,6 +114,7 @@ function phaseText(job) {
   if (job.status === "waiting") return "converting the model for this runtime";
   if (job.status !== "running") return "";
   const bits = [p.phase || "leased"];
+  if (p.repeats !== undefined) bits.push(`process ${p.repeat} of ${p.repeats}`);
   if (p.runs !== undefined) bits.push(`${p.runs} runs`);
   if (p.elapsed_s !== undefined) bits.push(`${Number(p.elapsed_s).toFixed(1)} s`);
   return bits.join(" · ");
@@ -123,7 +142,7 @@ const NATIVE = { onnxruntime: ["onnx"], tflite: ["tflite"] };
 
 export function jobsView(benches, model) {
   const jobs = benches.flatMap((b) => b.jobs.map((j) => ({ ...j, bench: b })));
-  if (!jobs.length) return h("p", { class: "muted empty" }, "No benchmark yet: choose targets above and press Benchmark.");
+  if (!jobs.length) return emptyState("jobs", "No benchmark of this model yet, so no job has run.", "Tick devices and runtimes under Benchmark above and press Benchmark: each target becomes a job here, with its progress.");
   return h(
     "div",
     { class: "jobs" },
@@ -131,7 +150,7 @@ export function jobsView(benches, model) {
       h(
         "div",
         { class: `job job-${j.status}`, dataset: { jobId: j.id, status: j.status } },
-        h("div", { class: "job-head" }, h("strong", {}, `#${j.id} ${j.runtime}`), h("span", { class: "muted" }, ` on ${j.device_name || j.device} · ${j.precision} · batch ${j.batch_size} · threads ${j.threads}`), " ", badge(j.status), h("span", { class: "muted right" }, `benchmark ${j.bench.id} · ${fmtAgo(j.bench.created_at)}`)),
+        h("div", { class: "job-head" }, h("strong", {}, `#${j.id} ${j.runtime}`), h("span", { class: "muted" }, ` on ${j.device_name || j.device} · ${j.precision} · batch ${j.batch_size} · threads ${j.threads}`), " ", badge(j.status), h("span", { class: "muted right" }, `benchmark ${j.bench.id} · `, ago(j.bench.created_at))),
         pipeline(j, j.status !== "waiting" && !(j.progress || {}).conversion_id && (NATIVE[j.runtime] || []).includes(model.format)),
         h("div", { class: "muted job-phase" }, phaseText(j)),
         j.error && j.status === "failed" ? h("div", { class: "notice notice-error job-error" }, j.error) : null,

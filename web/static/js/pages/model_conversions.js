@@ -1,7 +1,7 @@
 // Conversions of a model (when the coordinator has the conversions API): validation errors,
 // failures with their hint, downloadable logs and artifacts.
 import { download, optional } from "../api.js";
-import { badge, clear, errorBox, fmtBytes, h, notice, table } from "../ui.js";
+import { badge, clear, emptyState, errorBox, fmtBytes, h, notice, table } from "../ui.js";
 
 function dl(url, filename, label) {
   return h(
@@ -67,7 +67,7 @@ export async function conversionsView(el, modelId) {
         },
       ],
       convs,
-      { empty: "No conversions yet: a benchmark on a runtime that needs another format starts one." },
+      { empty: emptyState("conversions", "No conversion of this model yet: nothing has asked for another format.", "A benchmark on a runtime that reads another format (TFLite, OpenVINO, TensorRT, CoreML) starts its conversion by itself; a converter worker (see Fleet) runs it.") },
     ),
   );
 }

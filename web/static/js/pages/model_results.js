@@ -2,7 +2,9 @@
 // selected one with p50/p90/p99 marked, and its per-layer profile.
 import { optional } from "../api.js";
 import { COLORS, plot, vline } from "../charts.js";
-import { badge, card, clear, fmtAgo, fmtMs, fmtNum, h, notice, table } from "../ui.js";
+import { drawProfile } from "./profile_view.js";
+import { flagCell, flagNotices, hostLoadText, repeatsView } from "../quality.js";
+import { ago, badge, card, clear, emptyState, fmtMs, fmtNum, h, notice, table } from "../ui.js";
 
 function allResults(benches) {
   return benches.flatMap((b) => b.results.map((r) => ({ ...r, benchmark_id: b.id, created_at: b.created_at }))).sort((a, b) => b.id - a.id);
@@ -19,7 +21,7 @@ function paretoLink(r, model) {
 export async function resultsView(el, benches, preselect, model) {
   const results = allResults(benches);
   if (!results.length) {
-    clear(el, h("p", { class: "muted empty" }, "No results yet."));
+    clear(el, emptyState("results", "No results yet: this model has not been measured.", "Benchmark it above; each finished job adds a row here with its latency distribution and per-layer profile."));
     return;
   }
   const detail = h("div", { id: "result-detail" });
@@ -31,16 +33,18 @@ export async function resultsView(el, benches, preselect, model) {
       { label: "precision", value: (r) => r.precision },
       { label: "batch", class: "num", value: (r) => r.batch_size },
       { label: "threads", class: "num", value: (r) => r.threads },
-      { label: "status", value: (r) => badge(r.status) },
+      { label: "status", value: (r) => (r.warnings?.length ? h("span", { class: "nowrap", title: r.warnings.join("\n") }, badge(r.status), h("span", { class: "result-warning", "aria-label": "warning" }, " ⚠")) : badge(r.status)) },
       { label: "p50", class: "num", value: (r) => fmtMs(r.latency_ms?.p50) },
       { label: "p90", class: "num", value: (r) => fmtMs(r.latency_ms?.p90) },
       { label: "p99", class: "num", value: (r) => fmtMs(r.latency_ms?.p99) },
       { label: "mean", class: "num", value: (r) => fmtMs(r.latency_ms?.mean) },
       { label: "CoV", class: "num", value: (r) => (r.latency_ms ? `${fmtNum(100 * r.latency_ms.cov, 1)}%` : "–") },
       { label: "runs", class: "num", value: (r) => r.runs },
+      { label: "mode", value: (r) => (r.repeats ? `${r.mode} ×${r.repeats.count}` : r.mode || "–") },
+      { label: "quality", value: (r) => (r.status === "succeeded" ? flagCell(r) : "–") },
       { label: "peak RSS", class: "num", value: (r) => (r.memory.peak_rss_mb ? `${fmtNum(r.memory.peak_rss_mb, 0)} MB` : "–") },
       { label: "load", class: "num", value: (r) => fmtMs(r.load_ms) },
-      { label: "measured", value: (r) => fmtAgo(r.created_at) },
+      { label: "measured", value: (r) => ago(r.created_at) },
       { label: "", class: "nowrap", value: (r) => paretoLink(r, model) },
     ],
     results,
@@ -71,16 +75,19 @@ async function showDetail(el, r) {
   const histEl = h("div", { class: "chart", id: "histogram" });
   const profEl = h("div", { id: "profile" });
   const env = r.environment || {};
-  const envLine = [env.cpu_model, env.physical_cores && `${env.physical_cores} cores`, env.os && `${env.os} ${env.kernel || ""}`.trim(), env.cpufreq_governor && `governor ${env.cpufreq_governor}`, r.stop_reason && `stopped: ${r.stop_reason}`].filter(Boolean).join(" · ");
-  clear(el, h("h3", {}, title), envLine ? h("p", { class: "muted" }, envLine) : null, h("div", { class: "two-col" }, card("Latency distribution", histEl), card("Per-layer profile", profEl)));
+  const envLine = [env.cpu_model, env.physical_cores && `${env.physical_cores} cores`, env.os && `${env.os} ${env.kernel || ""}`.trim(), env.cpufreq_governor && `governor ${env.cpufreq_governor}`, r.stop_reason && `stopped: ${r.stop_reason}`, hostLoadText(env) && `host at start: ${hostLoadText(env)}`, r.mode && `mode ${r.mode}`].filter(Boolean).join(" · ");
+  const warnings = (r.warnings || []).map((w) => notice("warn", `warning: ${w}`));
+  const flags = h("div", { id: "result-flags" }, flagNotices(r));
+  const repeats = r.repeats ? card("Fresh processes", repeatsView(r.repeats)) : null;
+  clear(el, h("h3", {}, title), ...warnings, flags, envLine ? h("p", { class: "muted" }, envLine) : null, repeats, h("div", { class: "two-col" }, card("Latency distribution", histEl), card("Per-layer profile", profEl)));
   const [raw, profile] = await Promise.all([optional(`/benchmarks/${r.benchmark_id}/results/${r.id}/raw`), optional(`/benchmarks/${r.benchmark_id}/results/${r.id}/profile`)]);
   drawHistogram(histEl, raw, r.latency_ms);
-  drawProfile(profEl, profile);
+  drawProfile(profEl, profile, r);
 }
 
 function drawHistogram(el, raw, lat) {
   if (!raw || !raw.times_ms.length) {
-    clear(el, h("p", { class: "muted" }, "No raw times stored for this result."));
+    clear(el, emptyState("histogram", "No raw iteration times stored for this result (a device tool that prints only aggregates, or a result stored before raw times were kept).", "The statistics above still hold; measure again on a local runtime for the distribution."));
     return;
   }
   const times = raw.times_ms;
@@ -127,55 +134,4 @@ function drawHistogram(el, raw, lat) {
       showlegend: false,
     },
   );
-}
-
-function drawProfile(el, profile) {
-  if (!profile || !profile.layers.length) {
-    clear(el, h("p", { class: "muted" }, "No per-layer profile for this result (the runtime could not profile, or profiling was off)."));
-    return;
-  }
-  const layers = [...profile.layers].sort((a, b) => b.time_ms - a.time_ms);
-  const total = layers.reduce((s, l) => s + l.time_ms, 0);
-  const top = layers.slice(0, 15).reverse();
-  const units = [...new Set(layers.map((l) => l.compute_unit || "unknown"))];
-  const traces = units.map((u, i) => {
-    const mine = top.filter((l) => (l.compute_unit || "unknown") === u);
-    return {
-      type: "bar",
-      orientation: "h",
-      name: u,
-      x: mine.map((l) => l.time_ms),
-      y: mine.map((l) => l.name),
-      customdata: mine.map((l) => [l.type || "–", ((100 * l.time_ms) / total).toFixed(1)]),
-      marker: { color: COLORS[(i + 2) % COLORS.length] },
-      hovertemplate: "<b>%{y}</b><br>%{customdata[0]} · %{x:.3f} ms (%{customdata[1]}%)<extra>%{fullData.name}</extra>",
-    };
-  });
-  const byUnit = units.map((u) => {
-    const t = layers.filter((l) => (l.compute_unit || "unknown") === u).reduce((s, l) => s + l.time_ms, 0);
-    return { unit: u, time: t, n: layers.filter((l) => (l.compute_unit || "unknown") === u).length };
-  });
-  const chart = h("div", { class: "chart", id: "profile-chart" });
-  clear(
-    el,
-    h("p", { class: "muted" }, `Top ${top.length} of ${layers.length} layers by time (total ${fmtMs(total)}).`),
-    chart,
-    table(
-      [
-        { label: "compute unit", value: (u) => u.unit },
-        { label: "layers", class: "num", value: (u) => u.n },
-        { label: "time", class: "num", value: (u) => fmtMs(u.time) },
-        { label: "share", class: "num", value: (u) => `${fmtNum((100 * u.time) / total, 1)}%` },
-      ],
-      byUnit,
-    ),
-  );
-  plot(chart, traces, {
-    height: Math.max(260, 22 * top.length + 80),
-    margin: { l: 170, r: 20, t: 10, b: 45 },
-    barmode: "stack",
-    xaxis: { title: { text: "time per run (ms)" }, gridcolor: "#e5e7eb" },
-    yaxis: { automargin: true, categoryorder: "array", categoryarray: top.map((l) => l.name) },
-    legend: { orientation: "h", y: -0.25 },
-  });
 }

@@ -1,7 +1,7 @@
 // Models: searchable, sortable list and the upload form (with upload progress).
 import { api, upload } from "../api.js";
 import { navigate } from "../nav.js";
-import { accuracyText, card, clear, errorBox, field, fmtAgo, fmtBytes, h, link, select, table, tagList } from "../ui.js";
+import { accuracyText, ago, card, clear, emptyState, errorBox, field, fmtBytes, h, link, select, table, tagList } from "../ui.js";
 
 const SORTS = [
   ["newest", "newest first"],
@@ -49,10 +49,10 @@ export async function renderModels(root, { query }) {
           { label: "accuracy", value: (m) => accuracyText(m.metadata) },
           { label: "tags", value: (m) => tagList(m.metadata) },
           { label: "inputs", value: (m) => m.inputs.map((i) => `${i.name} [${i.shape.join("×")}]`).join(", ") },
-          { label: "uploaded", value: (m) => fmtAgo(m.created_at) },
+          { label: "uploaded", value: (m) => ago(m.created_at) },
         ],
         rows,
-        { empty: models.length ? "No model matches." : "No models yet: upload one below." },
+        { empty: models.length ? emptyState("models-filter", `No model matches “${search.value.trim()}”.`, "Search by name, tag, format or id, or clear the search to see all of them.") : emptyState("models", "No model has been uploaded yet.", "Upload an ONNX file, a torch.export .pt2, a .tflite or a zipped model below; give it an accuracy to place it on the Pareto page.") },
       ),
     );
   };

@@ -1,6 +1,6 @@
 // Overview: what is there, what runs now, and the three steps to a first Pareto front.
 import { api } from "../api.js";
-import { badge, card, clear, fmtAgo, fmtMs, h, link, table } from "../ui.js";
+import { ago, badge, card, clear, emptyState, fmtMs, h, isConverter, link, table } from "../ui.js";
 import { drawPareto } from "./pareto_view.js";
 
 const REFRESH_MS = 2000;
@@ -31,7 +31,9 @@ async function miniPareto(el) {
 async function draw(root, paretoEl, hasFront) {
   const [models, devices, benches, jobs] = await Promise.all([api("/models"), api("/devices"), api("/benchmarks?limit=15"), api("/jobs")]);
   const names = Object.fromEntries(models.map((m) => [m.id, m.name]));
-  const online = devices.filter((d) => d.status === "online").length;
+  const measuring = devices.filter((d) => !isConverter(d));
+  const converters = devices.length - measuring.length;
+  const online = measuring.filter((d) => d.status === "online").length;
   const running = jobs.filter((j) => j.status === "running").length;
   const queued = jobs.filter((j) => j.status === "queued" || j.status === "waiting").length;
   const withAcc = models.filter((m) => Object.keys((m.metadata || {}).accuracy || {}).length);
@@ -46,10 +48,10 @@ async function draw(root, paretoEl, hasFront) {
         { label: "status", value: (d) => badge(d.status) },
         { label: "current job", value: (d) => (d.current_job ? `#${d.current_job}` : "idle") },
         { label: "queue", class: "num", value: (d) => d.queue_depth },
-        { label: "last seen", value: (d) => fmtAgo(d.last_seen) },
+        { label: "last seen", value: (d) => ago(d.last_seen) },
       ],
-      devices,
-      { empty: "No device has registered yet: make run starts a local agent." },
+      measuring,
+      { empty: emptyState("fleet", "No measuring device has registered yet, so nothing can be benchmarked.", ["Start one: ", h("code", {}, "make run"), " starts a local agent; other machines join with ", h("code", {}, "latencylab agent --server URL --token T"), "."]) },
     ),
   );
 
@@ -60,7 +62,7 @@ async function draw(root, paretoEl, hasFront) {
       "div",
       { class: "stats" },
       stat("models", models.length, "/models", `${withAcc.length} with accuracy`),
-      stat("devices online", `${online} / ${devices.length}`, "/devices"),
+      stat("devices online", `${online} / ${measuring.length}`, "/devices", converters ? `+ ${converters} converter worker${converters === 1 ? "" : "s"}` : null),
       stat("jobs running", running, "/devices", `${queued} queued`),
       stat("benchmarks", benches.length >= 15 ? "15+" : benches.length, "/models"),
     ),
@@ -84,10 +86,10 @@ async function draw(root, paretoEl, hasFront) {
           { label: "status", value: (b) => badge(b.status) },
           { label: "targets", value: (b) => b.jobs.map((j) => `${j.runtime} @ ${j.device_name || j.device}`).join(", ") },
           { label: "p50", class: "num", value: (b) => b.results.filter((r) => r.latency_ms).map((r) => fmtMs(r.latency_ms.p50)).join(", ") || "–" },
-          { label: "created", value: (b) => fmtAgo(b.created_at) },
+          { label: "created", value: (b) => ago(b.created_at) },
         ],
         benches,
-        { empty: "No benchmarks yet: open a model and press Benchmark." },
+        { empty: emptyState("benchmarks", "No benchmark has been submitted yet.", ["Open a model on ", link("/models", "Models"), " (upload one first if the list is empty) and press Benchmark."]) },
       ),
     ),
   );

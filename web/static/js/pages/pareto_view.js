@@ -1,13 +1,28 @@
 // The Pareto chart (Plotly) and the tables of front members.
 import { COLORS, plot } from "../charts.js";
 import { navigate } from "../nav.js";
+import { flagCell, flagHover, isFlagged } from "../quality.js";
 import { fmtBytes, fmtMs, fmtNum, h, link, table } from "../ui.js";
 
 function customdata(points) {
-  return points.map((p) => [p.name, p.p90_ms ?? p.latency_ms, fmtBytes(p.size), p.model_id, (p.tags || []).join(", ") || "–"]);
+  return points.map((p) => [p.name, p.p90_ms ?? p.latency_ms, fmtBytes(p.size), p.model_id, (p.tags || []).join(", ") || "–", isFlagged(p) ? `<br>${flagHover(p)}` : "", p.mode || "–"]);
 }
 
-function markerTrace(points, name, marker, metric) {
+/** Flagged points (a warning quality flag) get an open red marker of the same shape. */
+const FLAG_COLOR = "#dc2626";
+export const FLAG_LEGEND = { type: "scatter", mode: "markers", name: "⚑ flagged result (see hover)", x: [null], y: [null], customdata: [], marker: { symbol: "circle-open", color: FLAG_COLOR, size: 10, line: { width: 2.5 } }, hoverinfo: "skip" };
+function flagMarker(points, marker) {
+  const flagged = points.map(isFlagged);
+  const base = marker.symbol || "circle";
+  return {
+    ...marker,
+    color: points.map((_, i) => (flagged[i] ? FLAG_COLOR : marker.color)),
+    symbol: points.map((_, i) => (flagged[i] ? `${base}-open` : base)),
+    line: { ...marker.line, color: points.map((_, i) => (flagged[i] ? FLAG_COLOR : marker.line.color)), width: points.map((_, i) => (flagged[i] ? 2.5 : marker.line.width)) },
+  };
+}
+
+export function markerTrace(points, name, marker, metric) {
   return {
     type: "scatter",
     mode: "markers",
@@ -24,17 +39,17 @@ function markerTrace(points, name, marker, metric) {
       thickness: 1.2,
       width: 4,
     },
-    marker,
+    marker: flagMarker(points, marker),
     hovertemplate:
       "<b>%{customdata[0]}</b><br>" +
       "p50 %{x:.3f} ms · p90 %{customdata[1]:.3f} ms<br>" +
       `${metric} %{y:.2f}<br>` +
-      "size %{customdata[2]} · tags %{customdata[4]}<extra></extra>",
+      "size %{customdata[2]} · tags %{customdata[4]} · mode %{customdata[6]}%{customdata[5]}<extra></extra>",
   };
 }
 
 /** Ticks at 1, 2, 5 × 10^k (plus 3 when the range is narrow) for a log latency axis. */
-function logTicks(points) {
+export function logTicks(points) {
   const xs = points.flatMap((p) => [p.latency_ms, p.p90_ms ?? p.latency_ms]).filter((x) => x > 0);
   const lo = Math.min(...xs) / 1.15;
   const hi = Math.max(...xs) * 1.15;
@@ -48,6 +63,40 @@ function logTicks(points) {
     }
   }
   return { tickvals: vals, ticktext: vals.map((v) => String(v)), range: [Math.log10(lo), Math.log10(hi)] };
+}
+
+export const MAX_LABELS = 15;
+
+/** Where a point sits in the plot, 0..1 along each axis (log-aware on x). */
+function fractions(points, { log, yRange }) {
+  const xs = points.flatMap((p) => [p.latency_ms, p.p90_ms ?? p.latency_ms]).filter((x) => (log ? x > 0 : Number.isFinite(x)));
+  const f = log ? Math.log10 : (x) => x;
+  const [x0, x1] = [f(Math.min(...xs)), f(Math.max(...xs))];
+  const ys = points.map((p) => p.accuracy);
+  const [y0, y1] = yRange || [Math.min(...ys), Math.max(...ys)];
+  return (p) => [x1 > x0 ? (f(p.latency_ms) - x0) / (x1 - x0) : 0.5, y1 > y0 ? (p.accuracy - y0) / (y1 - y0) : 0.5];
+}
+
+/** Name the front's models next to their markers (ties share one label), each label on the
+ * side of its point that faces the middle of the plot, so none runs off the axes or the
+ * figure (a label left of the fastest model would be cut at the y axis). */
+export function labelPoints(trace, front, { log, yRange, all, color = "#374151" }) {
+  const where = fractions(all, { log, yRange });
+  const names = new Map();
+  const first = new Map();
+  for (const p of front) {
+    const key = `${p.latency_ms}|${p.accuracy}`;
+    names.set(key, names.has(key) ? `${names.get(key)}, ${p.name}` : p.name);
+    if (!first.has(key)) first.set(key, p);
+  }
+  trace.mode = "markers+text";
+  trace.text = front.map((p) => (first.get(`${p.latency_ms}|${p.accuracy}`) === p ? names.get(`${p.latency_ms}|${p.accuracy}`) : ""));
+  trace.textposition = front.map((p) => {
+    const [fx, fy] = where(p);
+    return `${fy > 0.8 ? "bottom" : "top"} ${fx < 0.5 ? "right" : "left"}`;
+  });
+  trace.textfont = { size: 11, color };
+  trace.cliponaxis = false;
 }
 
 /** Draw one target's points, its front (staircase) and hook clicks to the model page. */
@@ -68,21 +117,8 @@ export function drawPareto(el, view, { log = false, yRange, colorIndex = 0, heig
     markerTrace(rest, "dominated", { color: "#9ca3af", size: 9, line: { color: "#6b7280", width: 1 } }, view.metric),
     markerTrace(front, "on the front", { color, size: 12, symbol: "diamond", line: { color: "#111827", width: 1 } }, view.metric),
   ];
-  if (front.length <= 15) {
-    // Name the front's models next to their markers (ties share one label).
-    const labels = new Map();
-    for (const p of front) {
-      const key = `${p.latency_ms}|${p.accuracy}`;
-      labels.set(key, labels.has(key) ? `${labels.get(key)}, ${p.name}` : p.name);
-    }
-    const first = new Map();
-    for (const p of front) if (!first.has(`${p.latency_ms}|${p.accuracy}`)) first.set(`${p.latency_ms}|${p.accuracy}`, p);
-    traces[2].mode = "markers+text";
-    traces[2].text = front.map((p) => (first.get(`${p.latency_ms}|${p.accuracy}`) === p ? labels.get(`${p.latency_ms}|${p.accuracy}`) : ""));
-    traces[2].textposition = "top left";
-    traces[2].textfont = { size: 11, color: "#374151" };
-    traces[2].cliponaxis = false;
-  }
+  if (front.length <= MAX_LABELS) labelPoints(traces[2], front, { log, yRange, all: view.points });
+  if (view.points.some(isFlagged)) traces.push(FLAG_LEGEND);
   const ticks = log ? logTicks(view.points) : {};
   const layout = {
     height,
@@ -91,15 +127,18 @@ export function drawPareto(el, view, { log = false, yRange, colorIndex = 0, heig
     showlegend: legend,
     hovermode: "closest",
   };
-  return plot(el, traces, layout).then(() => {
-    if (el.on && !el.dataset.clicks) {
-      el.dataset.clicks = "1";
-      el.on("plotly_click", (ev) => {
-        const pt = ev.points && ev.points[0];
-        if (pt && pt.customdata) navigate(`/models/${pt.customdata[3]}`);
-      });
-    }
-  });
+  return plot(el, traces, layout).then(() => hookClicks(el));
+}
+
+/** A click on a marker opens its model (customdata[3] is the model id). */
+export function hookClicks(el) {
+  if (el.on && !el.dataset.clicks) {
+    el.dataset.clicks = "1";
+    el.on("plotly_click", (ev) => {
+      const pt = ev.points && ev.points[0];
+      if (pt && pt.customdata) navigate(`/models/${pt.customdata[3]}`);
+    });
+  }
 }
 
 export function frontTable(view) {
@@ -116,6 +155,7 @@ export function frontTable(view) {
         { label: view.metric, class: "num", value: (p) => fmtNum(p.accuracy) },
         { label: "size", class: "num", value: (p) => fmtBytes(p.size) },
         { label: "tags", value: (p) => (p.tags || []).join(", ") },
+        { label: "quality", value: (p) => flagCell(p) },
       ],
       front,
       { rowAttrs: (p) => ({ class: "front-row", dataset: { modelId: p.model_id } }) },
@@ -139,6 +179,7 @@ export function allTable(view) {
         { label: "size", class: "num", value: (p) => fmtBytes(p.size) },
         { label: "threads", class: "num", value: (p) => p.threads ?? "–" },
         { label: "tags", value: (p) => (p.tags || []).join(", ") },
+        { label: "quality", value: (p) => flagCell(p) },
       ],
       view.points,
     ),

@@ -1,23 +1,30 @@
 // The tables page's forms: build a table (space from /spaces, device + runtime from the fleet),
 // predict with a table (paste architectures), and the export downloads (CSV, JSON, OFA YAML).
 import { api, download } from "../api.js";
-import { card, clear, errorBox, field, fmtNum, h, select, table } from "../ui.js";
+import { measurePresets } from "../quality.js";
+import { card, clear, emptyState, errorBox, field, fmtNum, h, measuringDevices, select, table } from "../ui.js";
 
 const TABLE_RUNTIMES = ["onnxruntime", "pytorch"]; // runtimes that run the generated ONNX blocks
-const QUICK = { warmup_runs: 2, min_runs: 10, min_duration_s: 0.05, max_duration_s: 0.5, target_rel_ci: 0.05, timeout_s: 120, profile: false };
 
-export function buildForm(spaces, devices, onCreated) {
-  if (!spaces.length) return h("p", { class: "muted" }, "This coordinator serves no search spaces.");
-  if (!devices.length) return h("p", { class: "muted" }, "No device has registered yet: start an agent (latencylab agent) to build a table on it.");
+export function buildForm(spaces, fleet, onCreated) {
+  if (!spaces.length) return emptyState("spaces", "This coordinator serves no search spaces, so there is nothing to build.", "Search spaces come with the coordinator (latencylab.spaces): update it.");
+  // Converter workers convert; they never measure: no table target.
+  const devices = measuringDevices(fleet);
+  if (!devices.length) return emptyState("table-devices", "No measuring device has registered yet: a table is measured block by block on one.", ["Start an agent (", h("code", {}, "make run"), " starts one here, ", h("code", {}, "latencylab agent --server URL --token T"), " elsewhere), then build the table on it."]);
+  const usable = (d) => (d.status === "online" ? 0 : 2) + (TABLE_RUNTIMES.some((r) => r in (d.runtimes || {})) ? 0 : 1);
   const byName = Object.fromEntries(spaces.map((s) => [s.name, s]));
   const space = select(spaces.map((s) => s.name), spaces[0].name, { name: "space" });
   const resolution = select([], null, { name: "resolution" });
-  const sorted = [...devices].sort((a, b) => (a.status === b.status ? a.name.localeCompare(b.name) : a.status === "online" ? -1 : 1));
+  const sorted = [...devices].sort((a, b) => usable(a) - usable(b) || a.name.localeCompare(b.name));
   const device = select(sorted.map((d) => [d.name, `${d.name} (${d.status})`]), sorted[0].name, { name: "device" });
   const runtime = select([], null, { name: "runtime" });
   const threads = h("input", { type: "number", name: "threads", value: "1", min: "0", max: "1024", size: 4 });
   const validateN = h("input", { type: "number", name: "validate_n", value: "100", min: "0", max: "2000", size: 5 });
-  const measure = select([["standard", "standard (≥30 runs, 0.3–3 s, ±2% CI)"], ["quick", "quick (≥10 runs, 0.05–0.5 s): a first look"]], "standard", { name: "measure" });
+  // Table modes from GET /presets (latencylab/presets.py): "table" (the default) and "table-quick".
+  const measure = select([], null, { name: "measure" });
+  measurePresets()
+    .then((all) => clear(measure, all.filter((p) => p.kind === "table").map((p) => h("option", { value: p.name, selected: p.recommended }, `${p.name}: ${p.description}`))))
+    .catch(() => clear(measure, h("option", { value: "" }, "the coordinator's default")));
   const fresh = h("input", { type: "checkbox", name: "fresh" });
   const about = h("p", { class: "muted" });
   const status = h("div");
@@ -44,7 +51,8 @@ export function buildForm(spaces, devices, onCreated) {
     clear(status);
     submit.disabled = true;
     const body = { space: space.value, device: device.value, runtime: runtime.value, resolution: Number(resolution.value), threads: Number(threads.value), validate_n: Number(validateN.value), fresh: fresh.checked };
-    if (measure.value === "quick") body.settings = QUICK;
+    const chosen = measure.value && (await measurePresets().catch(() => [])).find((p) => p.name === measure.value);
+    if (chosen) body.settings = chosen.settings;
     try {
       await onCreated(await api("/tables", { method: "POST", body }));
     } catch (err) {

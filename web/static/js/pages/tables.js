@@ -2,7 +2,7 @@
 // scatter, entries, exports, predict) and the build form. Polls while a build is running.
 import { api, optional } from "../api.js";
 import { setQuery } from "../nav.js";
-import { badge, card, clear, errorBox, fmtAgo, h, notice, table } from "../ui.js";
+import { ago, badge, card, clear, emptyState, errorBox, h, notice, table } from "../ui.js";
 import { buildForm, exportLinks, predictBox } from "./table_form.js";
 import { entriesBrowser } from "./table_entries.js";
 import { pct, qualityView } from "./table_view.js";
@@ -30,11 +30,11 @@ function listView(tables, selected, show) {
       { label: "status", value: (t) => badge(t.status) },
       { label: "progress", value: progressBar },
       { label: "±10%", class: "num", value: (t) => (t.quality ? h("span", { title: `${t.quality.n} networks, ${t.quality.predictor}` }, pct(t.quality.acc10)) : h("span", { class: "muted" }, "–")) },
-      { label: "created", class: "nowrap", value: (t) => fmtAgo(t.created_at) },
+      { label: "created", class: "nowrap", value: (t) => ago(t.created_at) },
     ],
     tables,
     {
-      empty: "No tables yet: build one below.",
+      empty: emptyState("tables", "No tables yet: no latency table has been built on this coordinator.", "Build one below: pick a search space and a measuring device; the blocks are measured there and the table is validated against whole networks."),
       rowAttrs: (t) => ({ class: `clickable${t.id === selected ? " selected" : ""}`, dataset: { tableId: t.id, status: t.status }, onclick: () => show(t.id) }),
     },
   );
@@ -52,7 +52,7 @@ function statusCard(t, onResume) {
   return card(
     null,
     h("div", { class: "row table-head" }, h("h2", {}, `Table #${t.id}: ${t.space} at ${t.resolution} px on ${t.device}`), badge(t.status)),
-    h("p", { class: "muted" }, setting(t), ` · statistic ${t.settings.statistic || "mean"} · created ${fmtAgo(t.created_at)}`),
+    h("p", { class: "muted" }, setting(t), ` · statistic ${t.settings.statistic || "mean"} · created `, ago(t.created_at)),
     h("div", { id: "table-progress", dataset: { status: t.status } }, progressBar(t), h("p", {}, phaseText(t))),
     t.error ? notice("error", t.error) : null,
     t.status === "failed" ? h("button", { type: "button", onclick: onResume }, "Resume (re-measure what failed)") : null,

@@ -1,0 +1,364 @@
+"""Coordinator load benchmark: N simulated agents against a real coordinator.
+
+    python -m bench.coordinator --backend sqlite|postgres [--processes 1] [--agents 8,32,64]
+                                [--jobs 2000] [--timeout-s 300] [--quick]
+
+For each ``--agents`` value, a fresh coordinator (``latencylab serve --no-local-agent``, one
+or more processes: ``serve --workers N`` when the flag exists, else N processes on their
+own ports sharing the database, agents spread over them round-robin) on a fresh database
+(a SQLite file, or a private PostgreSQL database on 127.0.0.1 created through ``test`` and
+dropped afterwards). The benchmark creates the tokens, uploads a one-node ONNX model,
+registers the simulated agents (``bench/fleet_sim.py``), queues ``--jobs`` benchmark jobs
+through ``POST /api/v1/benchmarks`` (64 targets a request, selector ``sim:1``), then lets
+the agents lease and report with zero think time until every job is reported or
+``--timeout-s`` passes (then the run is marked collapsed, with what it did).
+
+Reported per run: jobs/s (jobs reported / wall time from the first lease call to the last
+accepted report), lease and report latency p50/p99, HTTP status counts per endpoint,
+transport errors and timeouts by kind, 503s with and without Retry-After, double leases
+(from the client's log of every 200 lease answer), and from the database afterwards
+(SQLAlchemy on ``db.models``): jobs not finished, attempts over ``max_attempts``, jobs with
+several results or a result from a device other than the last lessee. Also the host's load
+average, CPU model, and the CPU seconds the client and the coordinator used. Writes
+``bench/results/coordinator-<backend>-<processes>p.json``. All traffic is to 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from bisect import bisect_left
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agents.config import AgentSettings
+from bench import coordinator_env as env
+from bench.fleet_sim import (
+    EndpointStats,
+    Fleet,
+    FleetOptions,
+    LeaseEvent,
+    ReportEvent,
+    drive_fleet,
+    make_agents,
+    register_all,
+)
+from server.config import Settings
+
+RESULTS = Path(__file__).resolve().parent / "results"
+PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+_AGENT = AgentSettings.model_fields
+
+
+class RunConfig(BaseModel):
+    """One run: the coordinator set-up, the fleet and the bounds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    processes: int = Field(1, ge=1, le=32)
+    agents: int = Field(8, ge=1, le=4096)
+    jobs: int = Field(2000, ge=1, le=1_000_000)
+    timeout_s: float = Field(300.0, gt=0, le=3600, description="Bound on the lease/report phase")
+    request_timeout_s: float = Field(30.0, gt=0, description="httpx timeout of each call")
+    heartbeat_s: float = Field(_AGENT["heartbeat_interval_s"].default, gt=0)
+    poll_s: float = Field(_AGENT["poll_interval_s"].default, gt=0)
+    report_retries: int = Field(_AGENT["report_retries"].default, ge=0)
+    tokens: Literal["shared", "per-agent"] = "shared"
+    postgres_url: str = Field(PG_DEFAULT, description="Server and maintenance database (test)")
+    server_env: dict[str, str] = Field(default_factory=dict, description="LATENCYLAB_* for serve")
+
+
+def quantiles_ms(values_ns: list[int]) -> dict[str, float | int | None]:
+    """n, p50, p99, max and mean in ms (nearest rank)."""
+    if not values_ns:
+        return {"n": 0, "p50": None, "p99": None, "max": None, "mean": None}
+    v = sorted(values_ns)
+
+    def rank(q: float) -> float:
+        return v[min(len(v) - 1, max(0, int(q * len(v) + 0.999999) - 1))] / 1e6
+
+    return {
+        "n": len(v),
+        "p50": round(rank(0.50), 3),
+        "p99": round(rank(0.99), 3),
+        "max": round(v[-1] / 1e6, 3),
+        "mean": round(sum(v) / len(v) / 1e6, 3),
+    }
+
+
+def lease_overlaps(leases: list[LeaseEvent], reports: list[ReportEvent]) -> dict[str, int]:
+    """Jobs handed to a second device while the first held them, from the client's logs.
+
+    ``double_leases``: a second device got the job before the first device had even sent its
+    report and before the first lease's expiry (unambiguous). ``second_device_before_expiry``:
+    any second device before that expiry (a correct coordinator never leases a running or
+    finished job). ``requeued_after_expiry``: a second device after the first lease expired
+    (the normal requeue). ``same_attempt_twice``: two devices given the same attempt number."""
+    sent: dict[tuple[int, str], list[int]] = defaultdict(list)
+    for r in reports:
+        sent[(r.job_id, r.device)].append(r.sent_ns)
+    for times in sent.values():
+        times.sort()
+    by_job: dict[int, list[LeaseEvent]] = defaultdict(list)
+    for e in sorted(leases, key=lambda e: e.at_ns):
+        by_job[e.job_id].append(e)
+    out = Counter(
+        double_leases=0, second_device_before_expiry=0, requeued_after_expiry=0,
+        same_attempt_twice=0,
+    )  # fmt: skip
+    for job_id, events in by_job.items():
+        for prev, cur in itertools.pairwise(events):
+            if prev.device == cur.device:
+                continue
+            if cur.attempt == prev.attempt:
+                out["same_attempt_twice"] += 1
+            if cur.received_at >= prev.expires_at:
+                out["requeued_after_expiry"] += 1
+                continue
+            out["second_device_before_expiry"] += 1
+            times = sent.get((job_id, prev.device), [])
+            i = bisect_left(times, prev.at_ns)
+            if i == len(times) or times[i] > cur.at_ns:
+                out["double_leases"] += 1
+    return dict(out)
+
+
+def _endpoint_summary(stats: dict[str, EndpointStats]) -> dict[str, Any]:
+    return {
+        "latency_ms": {e: quantiles_ms(s.latencies_ns) for e, s in stats.items()},
+        "status_codes": {
+            e: {str(k): v for k, v in sorted(s.statuses.items())} for e, s in stats.items()
+        },
+        "transport_errors": {e: dict(s.transport_errors) for e, s in stats.items()},
+        "unavailable_503": {
+            e: {
+                "with_retry_after": s.unavailable_with_retry_after,
+                "without_retry_after": s.unavailable_without_retry_after,
+            }
+            for e, s in stats.items()
+        },
+    }
+
+
+def _completions_per_s(fleet: Fleet) -> list[int]:
+    if fleet.first_lease_ns is None:
+        return []
+    buckets: Counter[int] = Counter()
+    for r in fleet.reports:
+        if r.status in (200, 201):
+            buckets[(r.at_ns - fleet.first_lease_ns) // 1_000_000_000] += 1
+    return [buckets.get(i, 0) for i in range(max(buckets, default=-1) + 1)]
+
+
+def _host() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown",
+    )
+    git = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=env.REPO, capture_output=True, text=True
+    ).stdout.strip()
+    return {"cpu_model": model, "cpus": os.cpu_count(), "git_commit": git}
+
+
+async def _fleet_phase(cfg: RunConfig, coords: env.Coordinators, seed: env.Seed) -> dict[str, Any]:
+    options = FleetOptions(cfg.heartbeat_s, cfg.poll_s, cfg.report_retries, cfg.request_timeout_s)
+    fleet = Fleet(total_jobs=cfg.jobs, options=options)
+    agents = make_agents(fleet, coords.urls, seed.agent_tokens, cfg.agents)
+    t = time.perf_counter_ns()
+    try:
+        registered = await asyncio.wait_for(register_all(agents, env.SIM_ATTRIBUTES), cfg.timeout_s)
+    except TimeoutError:
+        registered = sum(a.device_id is not None for a in agents)
+    register_ns = time.perf_counter_ns() - t
+    queued = await asyncio.to_thread(
+        env.enqueue, coords.urls[0], seed.user_token, seed.model_id, cfg.jobs
+    )
+    fleet.total_jobs = len(queued["job_ids"])
+    cpu_client, cpu_server = time.process_time(), coords.cpu_seconds()
+    finished = await drive_fleet(fleet, agents, env.SIM_ATTRIBUTES, cfg.timeout_s)
+    cpu_client, cpu_server = time.process_time() - cpu_client, coords.cpu_seconds() - cpu_server
+    wall_ns = (fleet.last_report_ns or 0) - (fleet.first_lease_ns or 0)
+    last_lessee = {e.job_id: e.device for e in sorted(fleet.leases, key=lambda e: e.at_ns)}
+    return {
+        "fleet": fleet,
+        "job_ids": set(queued["job_ids"]),
+        "last_lessee": last_lessee,
+        "summary": {
+            "register": {"agents": cfg.agents, "registered": registered, "s": register_ns / 1e9},
+            "enqueue": {
+                "jobs": len(queued["job_ids"]),
+                "benchmarks": len(queued["benchmark_ids"]),
+                "s": round(queued["ns"] / 1e9, 3),
+                "request_ms": quantiles_ms(queued["latencies"]),
+            },
+            "run": {
+                "collapsed": not finished,
+                "jobs_reported": len(fleet.completed),
+                "wall_s": round(wall_ns / 1e9, 3),
+                "jobs_per_s": round(len(fleet.completed) / (wall_ns / 1e9), 1)
+                if wall_ns > 0
+                else 0.0,
+                "lease_200": len(fleet.leases),
+                "dropped_reports": dict(fleet.dropped_reports),
+                "refused_agents": dict(fleet.fatal),
+            },
+            **_endpoint_summary(fleet.stats),
+            "leases": lease_overlaps(fleet.leases, fleet.reports),
+            "reports_201_twice": sum(
+                n > 1 for n in Counter(r.job_id for r in fleet.reports if r.status == 201).values()
+            ),
+            "cpu_s": {"client": round(cpu_client, 2), "coordinator": round(cpu_server, 2)},
+            "completions_per_s": _completions_per_s(fleet),
+        },
+    }
+
+
+def _server_settings(cfg: RunConfig) -> dict[str, Any]:
+    """The queue settings the coordinators run with: their defaults, unless ``server_env``
+    sets them (the benchmark passes no other LATENCYLAB_ variable to them)."""
+    keys = ("lease_s", "max_attempts", "reaper_interval_s", "offline_after_s")
+    fields = Settings.model_fields
+    out: dict[str, Any] = {k: fields[k].default for k in keys}
+    for k in keys:
+        if (value := cfg.server_env.get(f"LATENCYLAB_{k.upper()}")) is not None:
+            out[k] = value
+    return out
+
+
+def _database(cfg: RunConfig) -> contextlib.AbstractContextManager[str | None]:
+    """The run's database URL: a private PostgreSQL database, or None (SQLite in the data
+    directory, the coordinator's default)."""
+    if cfg.backend == "postgres":
+        return env.private_postgres(cfg.postgres_url)
+    return contextlib.nullcontext(None)
+
+
+def run_one(cfg: RunConfig, use_workers_flag: bool | None = None) -> dict[str, Any]:
+    """One run on a fresh coordinator and database; the JSON-ready report."""
+    if use_workers_flag is None:
+        use_workers_flag = env.serve_workers_flag()
+    report: dict[str, Any] = {
+        "config": cfg.model_dump(exclude={"postgres_url"}),
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "loadavg_start": list(os.getloadavg()),
+        **_host(),
+        "server_settings": _server_settings(cfg),
+    }
+    data_dir = Path(tempfile.mkdtemp(prefix="latencylab-bench-coord-"))
+    try:
+        with _database(cfg) as database_url:
+            with env.coordinators(
+                data_dir, database_url, cfg.processes, cfg.server_env, use_workers_flag
+            ) as coords:
+                report["coordinator_mode"] = coords.mode
+                report["coordinator_urls"] = len(coords.urls)
+                tokens = cfg.agents if cfg.tokens == "per-agent" else 1
+                seed = env.seed(coords.urls[0], data_dir, tokens)
+                phase = asyncio.run(_fleet_phase(cfg, coords, seed))
+                report["server_log"] = coords.log_problems()
+            report.update(phase["summary"])
+            report["audit"] = env.audit(coords.database_url, phase["job_ids"], phase["last_lessee"])
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    report["loadavg_end"] = list(os.getloadavg())
+    return report
+
+
+COLUMNS = (
+    "backend", "procs", "agents", "jobs", "done", "wall s", "jobs/s", "lease p50/p99 ms",
+    "report p50/p99 ms", "non-2xx", "hb 409", "transport", "503 RA/no", "double", "dup res", "over att",
+    "unfinished", "collapsed", "load",
+)  # fmt: skip
+
+
+def row(r: dict[str, Any]) -> list[str]:
+    cfg, run, audit = r["config"], r["run"], r["audit"]
+    lat = r["latency_ms"]
+    non2xx = sum(
+        n
+        for endpoint, codes in r["status_codes"].items()
+        for code, n in codes.items()
+        if code[0] != "2" and endpoint != "heartbeat"
+    )
+    hb_lost = r["status_codes"]["heartbeat"].get("409", 0)
+    transport = sum(sum(k.values()) for k in r["transport_errors"].values())
+    ra = sum(v["with_retry_after"] for v in r["unavailable_503"].values())
+    no_ra = sum(v["without_retry_after"] for v in r["unavailable_503"].values())
+    dup = audit["jobs_with_several_results"] + audit["results_from_other_device"]
+    return [
+        cfg["backend"], str(cfg["processes"]), str(cfg["agents"]), str(audit["jobs_in_db"]),
+        str(run["jobs_reported"]), f"{run['wall_s']:.1f}", f"{run['jobs_per_s']:.1f}",
+        f"{lat['lease']['p50']}/{lat['lease']['p99']}",
+        f"{lat['report']['p50']}/{lat['report']['p99']}",
+        str(non2xx), str(hb_lost), str(transport), f"{ra}/{no_ra}", str(r["leases"]["double_leases"]),
+        str(dup), str(audit["attempts_over_max"]), str(audit["not_finished"]),
+        "yes" if run["collapsed"] else "no", f"{r['loadavg_start'][0]:.2f}",
+    ]  # fmt: skip
+
+
+def table(reports: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    lines += ["| " + " | ".join(row(r)) + " |" for r in reports]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
+    p.add_argument("--processes", type=int, default=1)
+    p.add_argument("--agents", default="8,32,64,256", help="comma list: one run per value")
+    p.add_argument("--jobs", type=int, default=2000)
+    p.add_argument("--timeout-s", type=float, default=300.0)
+    p.add_argument("--request-timeout-s", type=float, default=30.0)
+    p.add_argument("--tokens", choices=["shared", "per-agent"], default="shared")
+    p.add_argument("--postgres-url", default=PG_DEFAULT)
+    p.add_argument("--server-env", action="append", default=[], metavar="LATENCYLAB_X=V")
+    p.add_argument(
+        "--quick", action="store_true", help="smoke run: 8 agents, 200 jobs, -quick.json"
+    )
+    p.add_argument("--out", type=Path, help="default bench/results/coordinator-<b>-<p>p.json")
+    args = p.parse_args(argv)
+    agents = [8] if args.quick else [int(a) for a in args.agents.split(",") if a.strip()]
+    server_env = dict(kv.split("=", 1) for kv in args.server_env)
+    base = {
+        "backend": args.backend, "processes": args.processes,
+        "jobs": 200 if args.quick else args.jobs, "timeout_s": args.timeout_s,
+        "request_timeout_s": args.request_timeout_s, "tokens": args.tokens,
+        "postgres_url": args.postgres_url, "server_env": server_env,
+    }  # fmt: skip
+    configs = [RunConfig(**base, agents=n) for n in agents]
+    workers_flag = env.serve_workers_flag()
+    suffix = "-quick" if args.quick else ""
+    out = args.out or RESULTS / f"coordinator-{args.backend}-{args.processes}p{suffix}.json"
+    reports = []
+    for cfg in configs:
+        print(f"run: {cfg.backend}, {cfg.processes} process(es), {cfg.agents} agents, "
+              f"{cfg.jobs} jobs (load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)  # fmt: skip
+        reports.append(run_one(cfg, workers_flag))
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"runs": reports}, indent=2) + "\n")
+    print(table(reports))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()
