@@ -11,7 +11,7 @@ COPY agents agents
 COPY converters converters
 COPY db db
 COPY web web
-ARG EXTRAS=server,agent,onnxruntime
+ARG EXTRAS=server,s3,agent,onnxruntime
 RUN pip install ".[${EXTRAS}]"
 VOLUME /data
 EXPOSE 8000

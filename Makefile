@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Runtimes this machine can run (TensorRT needs an NVIDIA host; CoreML predicts only on macOS).
-EXTRAS ?= server,agent,onnxruntime,tflite,openvino,coreml,torch,convert,dev
+EXTRAS ?= server,s3,agent,onnxruntime,tflite,openvino,coreml,torch,convert,dev
 # litert-torch (PyTorch -> TFLite) and its own pins, installed without their dependency
 # resolution (they would downgrade typing-extensions/pydantic); versions in constraints.txt.
 NODEPS := litert-torch litert-converter ai-edge-quantizer xdsl lark immutabledict ordered-set

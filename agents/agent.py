@@ -91,6 +91,7 @@ class Agent:
         )
         self.api = AgentAPI(settings.server, settings.resolved_token())
         self.stop = threading.Event()
+        self.polling = False  # in a long-poll lease (a signal may interrupt it)
         self.device_id: int | None = None
         self._job_id: int | None = None
         self._attempt: int | None = None
@@ -174,9 +175,15 @@ class Agent:
             hb = threading.Thread(target=self._heartbeat_loop, daemon=True, name="heartbeat")
             hb.start()
             while not self.stop.is_set():
+                asked = time.monotonic()
                 job = self._lease()
                 if job is None:
-                    self.stop.wait(self.settings.poll_interval_s)
+                    # A long-poll waited on the coordinator; one answered at once (an older
+                    # coordinator, or an error) waits here before the next attempt.
+                    if time.monotonic() - asked < min(self.settings.lease_wait_s, 1.0) or (
+                        self.settings.lease_wait_s == 0
+                    ):
+                        self.stop.wait(self.settings.poll_interval_s)
                     continue
                 self._handle(job)
                 if self.settings.once:
@@ -194,7 +201,11 @@ class Agent:
     def _lease(self) -> LeasedJob | None:
         assert self.device_id is not None
         try:
-            return self.api.lease(self.device_id)
+            self.polling = True
+            try:
+                return self.api.lease(self.device_id, self.settings.lease_wait_s)
+            finally:
+                self.polling = False
         except DeviceNotRegistered as exc:
             log.warning("lease: %s; registering again", exc)
             self.register()
@@ -325,13 +336,21 @@ def run_agent(agent: Agent) -> None:
         log.info("signal %s: stopping", signum)
         agent.stop.set()
         agent._cancel.set()
+        if agent.polling:  # waiting for a job on the coordinator: stop waiting now
+            raise _Interrupted
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     try:
         agent.run()
+    except _Interrupted:
+        pass
     except Fatal:
         raise SystemExit(EXIT_REFUSED) from None
+
+
+class _Interrupted(BaseException):
+    """A stop signal during a long-poll lease: the agent holds no job, nothing to clean up."""
 
 
 def main(settings: AgentSettings) -> None:

@@ -25,18 +25,23 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import tempfile
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
 from latencylab.conversions import ConversionOutcome
 from latencylab.errors import ErrorCode, parse_error
 from latencylab.schemas import JobReport, LeasedJob, MeasureResult
+from latencylab.transfers import StoredArtifact, UploadFinish, UploadStart, UploadTicket
+
+log = logging.getLogger("latencylab.agent")
+CHUNK = 1 << 20
 
 
 class AgentError(RuntimeError):
@@ -153,9 +158,12 @@ class AgentAPI:
             headers={"Authorization": f"Bearer {token}"},
             timeout=timeout,
         )
+        # Presigned object-storage URLs: no Authorization header (the URL is the credential).
+        self.storage = httpx.Client(timeout=timeout)
 
     def close(self) -> None:
         self.http.close()
+        self.storage.close()
 
     def _check(self, r: httpx.Response) -> httpx.Response:
         if r.status_code >= 400:
@@ -173,8 +181,15 @@ class AgentAPI:
         )
         return bool(self._check(r).json().get("keep", True))
 
-    def lease(self, device_id: int) -> LeasedJob | None:
-        r = self._check(self.http.post(f"/agents/{device_id}/lease"))
+    def lease(self, device_id: int, wait_s: float = 0) -> LeasedJob | None:
+        """The next job, or None. ``wait_s``: a long-poll -- the coordinator answers once a
+        job is there or after ``wait_s`` (a coordinator without long-polls at once)."""
+        params = {"wait_s": wait_s} if wait_s > 0 else None
+        t = self.http.timeout
+        wait = httpx.Timeout(
+            connect=t.connect, read=(t.read or 30.0) + wait_s, write=t.write, pool=t.pool
+        )
+        r = self._check(self.http.post(f"/agents/{device_id}/lease", params=params, timeout=wait))
         if r.status_code == 204:
             return None
         return LeasedJob.model_validate(r.json())
@@ -185,7 +200,37 @@ class AgentAPI:
         return self._check(r).json()
 
     def upload(self, device_id: int, job_id: int, path: Path, fmt: str) -> str:
-        """Stream a file a job produced to the coordinator; returns its sha256."""
+        """Upload a file a job produced; returns its sha256. With object storage the bytes go
+        to a presigned URL, then the coordinator verifies and files them (``finalize``); with
+        its local-disk store they are POSTed to the coordinator."""
+        sha256, size = file_digest(path)
+        start = UploadStart(format=fmt, sha256=sha256, size=size).model_dump()
+        r = self._check(self.http.post(f"/agents/{device_id}/jobs/{job_id}/uploads", json=start))
+        ticket = UploadTicket.model_validate(r.json())
+        if ticket.mode == "coordinator" or ticket.url is None or ticket.upload_id is None:
+            return self._upload_here(device_id, job_id, path, fmt)
+        with path.open("rb") as fh:
+            put = self.storage.put(
+                ticket.url,
+                content=fh,
+                headers={**ticket.headers, "Content-Length": str(size)},
+                timeout=600,
+            )
+        if put.status_code >= 300:
+            raise ProtocolError(
+                f"object storage refused the upload of {path.name}: {put.status_code} "
+                f"{put.text[:300]}",
+                put.status_code,
+            )
+        log.info("%s (%d bytes) uploaded to %s (presigned URL)", path.name, size, _where(put))
+        finish = UploadFinish(format=fmt, sha256=sha256).model_dump()
+        r = self.http.post(
+            f"/agents/{device_id}/jobs/{job_id}/uploads/{ticket.upload_id}", json=finish
+        )
+        return StoredArtifact.model_validate(self._check(r).json()).sha256
+
+    def _upload_here(self, device_id: int, job_id: int, path: Path, fmt: str) -> str:
+        """Stream the file to the coordinator itself (its local-disk artifact store)."""
         with path.open("rb") as fh:
             r = self.http.post(
                 f"/agents/{device_id}/jobs/{job_id}/artifacts",
@@ -204,27 +249,75 @@ class AgentAPI:
         return self._check(r).json()
 
     def download(self, sha256: str, cache_dir: Path) -> Path:
-        """Fetch an artifact into the cache (verified against its hash); reuse a cached copy."""
+        """Fetch an artifact into the cache (verified against its hash); reuse a cached copy.
+
+        With object storage the coordinator answers 307 to a presigned URL (issued only while
+        a device of this token holds a job using the artifact): the bytes come from the
+        storage, never through the coordinator. A URL the storage refuses (expired while the
+        agent waited) is asked for once more."""
         dest = cache_dir / sha256[:2] / sha256
         if dest.is_file():
             return dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".dl-")
-        digest = hashlib.sha256()
         try:
-            with os.fdopen(fd, "wb") as fh, self.http.stream("GET", f"/artifacts/{sha256}") as r:
-                if r.status_code >= 400:
-                    r.read()
-                    raise error_for(r)
-                for chunk in r.iter_bytes(1 << 20):
-                    digest.update(chunk)
-                    fh.write(chunk)
-            if digest.hexdigest() != sha256:
-                raise ProtocolError(
-                    f"artifact {sha256} arrived corrupted (hash {digest.hexdigest()})"
-                )
+            with os.fdopen(fd, "wb") as fh:
+                digest, source = self._fetch(sha256, fh)
+            if digest != sha256:
+                raise ProtocolError(f"artifact {sha256} arrived corrupted (hash {digest})")
             os.replace(tmp, dest)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+        log.info("artifact %s downloaded from %s", sha256[:12], source)
         return dest
+
+    def _fetch(self, sha256: str, fh: BinaryIO) -> tuple[str, str]:
+        """Write the artifact's bytes to ``fh``: ``(their sha256, where they came from)``."""
+        for attempt in range(2):
+            with self.http.stream("GET", f"/artifacts/{sha256}") as r:
+                if not r.is_redirect:
+                    if r.status_code >= 400:
+                        r.read()
+                        raise error_for(r)
+                    return _copy(r, fh), "the coordinator"
+                url = str(r.headers["location"])
+            with self.storage.stream("GET", url) as s:
+                if s.status_code == 403 and attempt == 0:
+                    s.read()
+                    log.warning("object storage refused the URL for %s; asking again", sha256[:12])
+                    continue
+                if s.status_code >= 400:
+                    s.read()
+                    raise ProtocolError(
+                        f"object storage refused artifact {sha256}: {s.status_code} {s.text[:300]}",
+                        s.status_code,
+                    )
+                return _copy(s, fh), f"{_where(s)} (presigned URL)"
+        raise ProtocolError(f"object storage refused artifact {sha256} twice")
+
+
+def file_digest(path: Path) -> tuple[str, int]:
+    """``(sha256, size)`` of a file, read in chunks."""
+    digest, size = hashlib.sha256(), 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _copy(r: httpx.Response, fh: BinaryIO) -> str:
+    fh.seek(0)
+    fh.truncate()
+    digest = hashlib.sha256()
+    for chunk in r.iter_bytes(CHUNK):
+        digest.update(chunk)
+        fh.write(chunk)
+    return digest.hexdigest()
+
+
+def _where(r: httpx.Response) -> str:
+    """host:port a response came from (agent logs name it: which server moved the bytes)."""
+    url = r.request.url
+    return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"

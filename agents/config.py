@@ -28,7 +28,12 @@ class AgentSettings(BaseSettings):
     work_dir: Path = Field(
         Path(".latencylab/agent-work"), description="Per-job scratch space", validate_default=True
     )
-    poll_interval_s: float = Field(1.0, gt=0, description="Wait between empty lease attempts")
+    poll_interval_s: float = Field(
+        1.0, gt=0, description="Wait between empty lease attempts that came back at once"
+    )
+    lease_wait_s: float = Field(
+        20.0, ge=0, le=600, description="Long-poll a lease this long (0: poll every interval)"
+    )
     heartbeat_interval_s: float = Field(5.0, gt=0)
     report_retries: int = Field(8, ge=0, description="Retries of a result report (idempotent)")
     once: bool = Field(False, description="Exit after one job (for scripts)")

@@ -20,6 +20,7 @@ from typing import Any
 
 from agents.agent import Agent
 from agents.capabilities import host_info
+from converters.run import ConversionRequest, ConversionResult, convert_isolated
 from latencylab.conversions import ConversionError, ConversionOutcome, Validation
 from latencylab.schemas import LeasedJob
 
@@ -84,32 +85,30 @@ def _pack(path: Path, workdir: Path) -> tuple[Path, dict[str, Any]]:
     return archive, {"archive": "zip"}
 
 
-def _outcome(result: dict[str, Any]) -> tuple[ConversionOutcome, Path | None]:
-    status = result.get("status")
-    validation = Validation(**result["validation"]) if result.get("validation") else None
-    error = result.get("error")
-    art = result.get("artifact")
+def _outcome(result: ConversionResult) -> tuple[ConversionOutcome, Path | None]:
+    status = result.status
+    validation = Validation(**result.validation) if result.validation else None
+    error = result.error
+    art = result.artifact
     if status == "ok" and art:
         return ConversionOutcome(
-            status="succeeded", validation=validation, seconds=result.get("seconds")
-        ), Path(art["path"])
+            status="succeeded", validation=validation, seconds=result.seconds
+        ), Path(art.path)
     if status == "validation_failed" and validation is not None:
-        error = {
-            "step": "validate",
-            "message": f"outputs differ from the ONNX Runtime reference beyond the tolerance "
+        error = ConversionError(
+            step="validate",
+            message=f"outputs differ from the ONNX Runtime reference beyond the tolerance "
             f"(max_abs_err={validation.max_abs_err:.3g}, max_rel_err={validation.max_rel_err:.3g})",
-            "hint": "try fp32, or check ops the converter may approximate (see the log)",
-        }
-    err = ConversionError(**error) if error else ConversionError(message=f"conversion {status}")
+            hint="try fp32, or check ops the converter may approximate (see the log)",
+        )
+    err = error or ConversionError(message=f"conversion {status}")
     return ConversionOutcome(
-        status="failed", validation=validation, error=err, seconds=result.get("seconds")
+        status="failed", validation=validation, error=err, seconds=result.seconds
     ), None
 
 
 def convert_job(agent: Agent, job: LeasedJob, workdir: Path) -> None:
     """The ``convert`` job handler: convert, validate, upload, report."""
-    from converters.run import convert_isolated
-
     assert job.conversion is not None and agent.device_id is not None
     device_id, task = agent.device_id, job.conversion
     try:
@@ -132,31 +131,27 @@ def convert_job(agent: Agent, job: LeasedJob, workdir: Path) -> None:
         source = workdir / f"source{SOURCE_SUFFIX.get(job.model.format, '')}"
         source.symlink_to(cached.resolve())
     agent._on_progress({"phase": "converting", "target": task.target})
-    request = {
-        "source": str(source),
-        "target": task.target,
-        "precision": task.precision,
-        "input_shapes": task.input_shapes,
-        "validate": True,
-        "seed": 0,
-        "out_dir": str(workdir / "out"),
-    }
-    result = convert_isolated(
-        request,
-        workdir / "run",
-        agent.settings.convert_timeout_s,
-        agent.settings.convert_memory_mb,
-        cancel=agent._cancel,  # a lost lease or SIGTERM stops the conversion
+    request = ConversionRequest(
+        source=str(source),
+        target=task.target,
+        precision=task.precision,
+        input_shapes=task.input_shapes,
+        seed=0,
+        out_dir=str(workdir / "out"),
+        timeout_s=agent.settings.convert_timeout_s,
+        memory_mb=agent.settings.convert_memory_mb,
     )
+    # a lost lease or SIGTERM stops the conversion
+    result = convert_isolated(request, workdir / "run", cancel=agent._cancel)
     outcome, artifact = _outcome(result)
     if agent._cancel.is_set():
         return
-    log_path = Path(result.get("log") or workdir / "run" / "convert.log")
+    log_path = Path(result.log or workdir / "run" / "convert.log")
     try:
         if log_path.is_file():
             outcome.log_sha256 = agent.api.upload(device_id, job.id, log_path, "log")
         if artifact is not None:
-            meta_file = Path(str((result.get("artifact") or {}).get("metadata_path", "")))
+            meta_file = Path(result.artifact.metadata_path if result.artifact else "")
             meta = _read_json(meta_file)
             packed, pack_meta = _pack(artifact, workdir)
             outcome.artifact_metadata = {**meta, **pack_meta}

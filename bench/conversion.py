@@ -34,7 +34,7 @@ PATHS: list[tuple[str, str, str]] = [  # (source format, target, precision)
 
 def main() -> None:
     from converters import zoo
-    from converters.run import convert_isolated
+    from converters.run import ConversionRequest, convert_isolated
 
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -55,29 +55,25 @@ def main() -> None:
                 "onnx": zoo.write_onnx(name, root / f"{name}.onnx"),
             }
             for fmt, target, precision in paths:
-                req = {
-                    "source": str(sources[fmt]),
-                    "target": target,
-                    "precision": precision,
-                    "validate": True,
-                    "seed": 0,
-                }
+                req = ConversionRequest(
+                    source=str(sources[fmt]), target=target, precision=precision
+                )
                 res = convert_isolated(req, root / f"{name}-{fmt}-{target}-{precision}")
-                v = res.get("validation") or {}
+                v = res.validation or {}
                 row = {
                     "model": name,
                     "from": fmt,
                     "to": target,
                     "precision": precision,
-                    "status": res.get("status"),
-                    "convert_s": (res.get("artifact") or {}).get("convert_seconds"),
-                    "total_s": res.get("seconds"),
-                    "size_kb": round((res.get("artifact") or {}).get("size", 0) / 1024, 1),
+                    "status": res.status,
+                    "convert_s": res.artifact.convert_seconds if res.artifact else None,
+                    "total_s": res.seconds,
+                    "size_kb": round((res.artifact.size if res.artifact else 0) / 1024, 1),
                     "max_abs_err": v.get("max_abs_err"),
                     "max_rel_err": v.get("max_rel_err"),
                     "passed": v.get("passed"),
                     "note": v.get("note"),
-                    "error": (res.get("error") or {}).get("message"),
+                    "error": res.error.message if res.error else None,
                 }
                 rows.append(row)
                 err = row["max_rel_err"]

@@ -32,7 +32,6 @@ import itertools
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -72,7 +71,9 @@ class RunConfig(BaseModel):
     processes: int = Field(1, ge=1, le=32)
     agents: int = Field(8, ge=1, le=4096)
     jobs: int = Field(2000, ge=1, le=1_000_000)
-    timeout_s: float = Field(300.0, gt=0, le=3600, description="Bound on the lease/report phase")
+    timeout_s: float = Field(
+        300.0, gt=0, le=3600, description="Bound on register + enqueue + lease/report"
+    )
     request_timeout_s: float = Field(30.0, gt=0, description="httpx timeout of each call")
     heartbeat_s: float = Field(_AGENT["heartbeat_interval_s"].default, gt=0)
     poll_s: float = Field(_AGENT["poll_interval_s"].default, gt=0)
@@ -80,6 +81,9 @@ class RunConfig(BaseModel):
     tokens: Literal["shared", "per-agent"] = "shared"
     postgres_url: str = Field(PG_DEFAULT, description="Server and maintenance database (test)")
     server_env: dict[str, str] = Field(default_factory=dict, description="LATENCYLAB_* for serve")
+    coordinator_tree: Path = Field(
+        env.REPO, description="Source tree the coordinator runs from (e.g. a git archive)"
+    )
 
 
 def quantiles_ms(values_ns: list[int]) -> dict[str, float | int | None]:
@@ -173,28 +177,36 @@ def _host() -> dict[str, Any]:
         ),
         "unknown",
     )
-    git = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=env.REPO, capture_output=True, text=True
-    ).stdout.strip()
-    return {"cpu_model": model, "cpus": os.cpu_count(), "git_commit": git}
+    return {"cpu_model": model, "cpus": os.cpu_count(), "bench_code": env.tree_commit(env.REPO)}
 
 
 async def _fleet_phase(cfg: RunConfig, coords: env.Coordinators, seed: env.Seed) -> dict[str, Any]:
+    """Register the fleet, queue the jobs, lease and report: all within ``timeout_s``."""
+    deadline = time.monotonic() + cfg.timeout_s
     options = FleetOptions(cfg.heartbeat_s, cfg.poll_s, cfg.report_retries, cfg.request_timeout_s)
-    fleet = Fleet(total_jobs=cfg.jobs, options=options)
+    fleet = Fleet(options=options)
     agents = make_agents(fleet, coords.urls, seed.agent_tokens, cfg.agents)
     t = time.perf_counter_ns()
-    try:
-        registered = await asyncio.wait_for(register_all(agents, env.SIM_ATTRIBUTES), cfg.timeout_s)
-    except TimeoutError:
-        registered = sum(a.device_id is not None for a in agents)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(register_all(agents, env.SIM_ATTRIBUTES), cfg.timeout_s)
+    registered = sum(a.device_id is not None for a in agents)
     register_ns = time.perf_counter_ns() - t
-    queued = await asyncio.to_thread(
-        env.enqueue, coords.urls[0], seed.user_token, seed.model_id, cfg.jobs
-    )
-    fleet.total_jobs = len(queued["job_ids"])
+    queued: dict[str, Any] = {"benchmark_ids": [], "job_ids": [], "ns": 0, "latencies": []}
+    if registered:
+        queued = await asyncio.to_thread(
+            env.enqueue, coords.urls[0], seed.user_token, seed.model_id, cfg.jobs,
+            max(0.0, deadline - time.monotonic()),
+        )  # fmt: skip
+    fleet.expected = set(queued["job_ids"])
+    phase = "register" if registered < cfg.agents else "enqueue"
+    finished = False
     cpu_client, cpu_server = time.process_time(), coords.cpu_seconds()
-    finished = await drive_fleet(fleet, agents, env.SIM_ATTRIBUTES, cfg.timeout_s)
+    if registered and len(fleet.expected) == cfg.jobs:
+        phase = "run"
+        left = max(1.0, deadline - time.monotonic())
+        finished = await drive_fleet(fleet, agents, env.SIM_ATTRIBUTES, left)
+    else:
+        await asyncio.gather(*(a.close() for a in agents))
     cpu_client, cpu_server = time.process_time() - cpu_client, coords.cpu_seconds() - cpu_server
     wall_ns = (fleet.last_report_ns or 0) - (fleet.first_lease_ns or 0)
     last_lessee = {e.job_id: e.device for e in sorted(fleet.leases, key=lambda e: e.at_ns)}
@@ -206,12 +218,14 @@ async def _fleet_phase(cfg: RunConfig, coords: env.Coordinators, seed: env.Seed)
             "register": {"agents": cfg.agents, "registered": registered, "s": register_ns / 1e9},
             "enqueue": {
                 "jobs": len(queued["job_ids"]),
+                "answers": queued.get("answers", {}),
                 "benchmarks": len(queued["benchmark_ids"]),
                 "s": round(queued["ns"] / 1e9, 3),
                 "request_ms": quantiles_ms(queued["latencies"]),
             },
             "run": {
                 "collapsed": not finished,
+                "phase_reached": phase,  # register | enqueue | run: where a collapse stopped it
                 "jobs_reported": len(fleet.completed),
                 "wall_s": round(wall_ns / 1e9, 3),
                 "jobs_per_s": round(len(fleet.completed) / (wall_ns / 1e9), 1)
@@ -255,19 +269,25 @@ def _database(cfg: RunConfig) -> contextlib.AbstractContextManager[str | None]:
 def run_one(cfg: RunConfig, use_workers_flag: bool | None = None) -> dict[str, Any]:
     """One run on a fresh coordinator and database; the JSON-ready report."""
     if use_workers_flag is None:
-        use_workers_flag = env.serve_workers_flag()
+        use_workers_flag = env.serve_workers_flag(cfg.coordinator_tree)
     report: dict[str, Any] = {
-        "config": cfg.model_dump(exclude={"postgres_url"}),
+        "config": cfg.model_dump(mode="json", exclude={"postgres_url"}),
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "loadavg_start": list(os.getloadavg()),
         **_host(),
         "server_settings": _server_settings(cfg),
+        "coordinator_code": env.tree_commit(cfg.coordinator_tree),
     }
     data_dir = Path(tempfile.mkdtemp(prefix="latencylab-bench-coord-"))
     try:
         with _database(cfg) as database_url:
             with env.coordinators(
-                data_dir, database_url, cfg.processes, cfg.server_env, use_workers_flag
+                data_dir,
+                database_url,
+                cfg.processes,
+                cfg.server_env,
+                use_workers_flag,
+                cfg.coordinator_tree,
             ) as coords:
                 report["coordinator_mode"] = coords.mode
                 report["coordinator_urls"] = len(coords.urls)
@@ -333,6 +353,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--postgres-url", default=PG_DEFAULT)
     p.add_argument("--server-env", action="append", default=[], metavar="LATENCYLAB_X=V")
     p.add_argument(
+        "--coordinator-tree",
+        type=Path,
+        default=env.REPO,
+        help="run the coordinator from this source tree (default: this repository), e.g.\n"
+        "git archive HEAD | tar -x -C /tmp/base && git rev-parse HEAD > /tmp/base/.bench-commit",
+    )
+    p.add_argument(
         "--quick", action="store_true", help="smoke run: 8 agents, 200 jobs, -quick.json"
     )
     p.add_argument("--out", type=Path, help="default bench/results/coordinator-<b>-<p>p.json")
@@ -344,9 +371,10 @@ def main(argv: list[str] | None = None) -> None:
         "jobs": 200 if args.quick else args.jobs, "timeout_s": args.timeout_s,
         "request_timeout_s": args.request_timeout_s, "tokens": args.tokens,
         "postgres_url": args.postgres_url, "server_env": server_env,
+        "coordinator_tree": args.coordinator_tree.resolve(),
     }  # fmt: skip
     configs = [RunConfig(**base, agents=n) for n in agents]
-    workers_flag = env.serve_workers_flag()
+    workers_flag = env.serve_workers_flag(args.coordinator_tree.resolve())
     suffix = "-quick" if args.quick else ""
     out = args.out or RESULTS / f"coordinator-{args.backend}-{args.processes}p{suffix}.json"
     reports = []

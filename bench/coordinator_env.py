@@ -6,7 +6,6 @@ coordinator's own models)."""
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import socket
 import subprocess
@@ -68,12 +67,12 @@ def private_postgres(admin_url: str) -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
 
 
-def serve_workers_flag() -> bool:
-    """Whether ``latencylab serve`` has a ``--workers`` option (several worker processes)."""
+def serve_workers_flag(tree: Path = REPO) -> bool:
+    """Whether ``latencylab serve`` (of the source tree ``tree``) has a ``--workers`` option."""
     out = subprocess.run(
         [sys.executable, "-m", "latencylab", "serve", "--help"],
-        cwd=REPO,
-        env={**os.environ, "COLUMNS": "300", "NO_COLOR": "1"},
+        cwd=tree,
+        env={**os.environ, "COLUMNS": "300", "NO_COLOR": "1", "PYTHONPATH": str(tree)},
         capture_output=True,
         text=True,
         timeout=60,
@@ -104,23 +103,46 @@ class Coordinators:
                         total += t.user + t.system
         return total
 
-    def log_problems(self) -> dict[str, int]:
-        """Lines in the server logs that report a failure (tracebacks, ERROR lines)."""
-        counts: Counter[str] = Counter()
+    def log_problems(self) -> dict[str, Any]:
+        """Failures in the server logs: tracebacks, ERROR lines, and how many of each
+        exception (the last line of a traceback), plus the first traceback in full."""
+        out: dict[str, Any] = {"tracebacks": 0, "error_lines": 0, "exceptions": Counter()}
         for log in self.logs:
-            for line in log.read_text(errors="replace").splitlines():
+            lines = log.read_text(errors="replace").splitlines()
+            for i, line in enumerate(lines):
                 if line.startswith("Traceback"):
-                    counts["tracebacks"] += 1
+                    out["tracebacks"] += 1
+                    end = next(
+                        (j for j in range(i + 1, len(lines)) if not lines[j].startswith(" ")),
+                        len(lines) - 1,
+                    )
+                    out["exceptions"][lines[end][:200]] += 1
+                    out.setdefault("first_traceback", "\n".join(lines[i : end + 1])[-4000:])
                 elif "ERROR" in line:
-                    counts["error_lines"] += 1
-        return dict(counts)
+                    out["error_lines"] += 1
+        out["exceptions"] = dict(out["exceptions"].most_common(10))
+        return out
 
 
-def _child_env(database_url: str | None, server_env: dict[str, str]) -> dict[str, str]:
+def tree_commit(tree: Path) -> dict[str, Any]:
+    """Which code a source tree holds: its git commit and whether server/ or db/ differ from
+    it, or, for an exported snapshot (``git archive``), the commit in its ``.bench-commit``."""
+    marker = tree / ".bench-commit"
+    if marker.is_file():
+        return {"commit": marker.read_text().strip(), "snapshot": True}
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tree, capture_output=True, text=True).stdout
+
+    dirty = git("status", "--porcelain", "--", "server", "db").strip()
+    return {"commit": git("rev-parse", "HEAD").strip(), "snapshot": False, "dirty": bool(dirty)}
+
+
+def _child_env(tree: Path, database_url: str | None, server_env: dict[str, str]) -> dict[str, str]:
     """The parent's environment without any LATENCYLAB_ setting (the coordinator runs on
-    its defaults unless ``server_env`` says otherwise)."""
+    its defaults unless ``server_env`` says otherwise), importing from ``tree``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LATENCYLAB_")}
-    env["PYTHONPATH"] = str(REPO)
+    env["PYTHONPATH"] = str(tree)
     if database_url:
         env["LATENCYLAB_DATABASE_URL"] = database_url
     env.update(server_env)
@@ -157,12 +179,13 @@ def coordinators(
     processes: int,
     server_env: dict[str, str],
     use_workers_flag: bool,
+    tree: Path = REPO,
 ) -> Iterator[Coordinators]:
     """``processes`` coordinators on one database and one data directory: one
     ``serve --workers N`` when the flag exists, else N ``serve`` processes on their own
     ports, started one after the other (the first applies the migrations and writes
-    ``admin.token``, the others reuse it)."""
-    env = _child_env(database_url, server_env)
+    ``admin.token``, the others reuse it). ``tree`` is the source tree they run from."""
+    env = _child_env(tree, database_url, server_env)
     plans: list[list[str]] = []
     mode = "single" if processes == 1 else ("workers" if use_workers_flag else "processes")
     count = 1 if mode != "processes" else processes
@@ -180,7 +203,7 @@ def coordinators(
             log = data_dir / f"serve-{i}.log"
             url = f"http://{LOOPBACK}:{cmd[cmd.index('--port') + 1]}"
             with log.open("wb") as fh:
-                proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=fh, stderr=subprocess.STDOUT)
+                proc = subprocess.Popen(cmd, cwd=tree, env=env, stdout=fh, stderr=subprocess.STDOUT)
             running.procs.append(proc)
             running.logs.append(log)
             _wait_healthy(url, proc, log, timeout=120)
@@ -240,31 +263,58 @@ def seed(url: str, data_dir: Path, agent_tokens: int) -> Seed:
     return Seed(admin_token, user, agents, model_id)
 
 
-def enqueue(url: str, user_token: str, model_id: int, jobs: int) -> dict[str, Any]:
+def enqueue(
+    url: str, user_token: str, model_id: int, jobs: int, timeout_s: float
+) -> dict[str, Any]:
     """``jobs`` benchmark jobs through ``POST /benchmarks`` (64 targets a request) for the
-    simulated devices; returns the benchmark ids, the job ids and how long it took."""
+    simulated devices, within ``timeout_s``: a 503 or a request that never reached the
+    server is retried (nothing was created); a request that may have reached it (a read
+    timeout) is counted and not repeated. Returns the benchmark and job ids, the answers by
+    status or error and the time it took."""
     target = {"runtime": "onnxruntime", "device": SIM_SELECTOR, "threads": 1}
     bench_ids: list[int] = []
     job_ids: list[int] = []
     latencies: list[int] = []
+    answers: Counter[str] = Counter()
+    start = time.perf_counter_ns()
+    deadline = time.monotonic() + timeout_s
+    batches = [min(MAX_TARGETS, jobs - i) for i in range(0, jobs, MAX_TARGETS)]
     with _api(url, user_token) as c:
-        start = time.perf_counter_ns()
-        for i in range(math.ceil(jobs / MAX_TARGETS)):
-            n = min(MAX_TARGETS, jobs - i * MAX_TARGETS)
-            t = time.perf_counter_ns()
-            r = c.post("/benchmarks", json={"model_id": model_id, "targets": [target] * n})
-            latencies.append(time.perf_counter_ns() - t)
-            r.raise_for_status()
-            body = r.json()
-            bench_ids.append(int(body["id"]))
-            job_ids += [int(j["id"]) for j in body["jobs"]]
-        elapsed = time.perf_counter_ns() - start
-    return {"benchmark_ids": bench_ids, "job_ids": job_ids, "ns": elapsed, "latencies": latencies}
+        for n in batches:
+            while time.monotonic() < deadline:
+                body = {"model_id": model_id, "targets": [target] * n}
+                t = time.perf_counter_ns()
+                try:
+                    r = c.post("/benchmarks", json=body, timeout=deadline - time.monotonic())
+                except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                    answers[type(exc).__name__] += 1
+                    time.sleep(1)
+                    continue
+                except httpx.TransportError as exc:
+                    answers[type(exc).__name__] += 1
+                    break
+                latencies.append(time.perf_counter_ns() - t)
+                answers[str(r.status_code)] += 1
+                if r.status_code == 503:
+                    time.sleep(float(r.headers.get("retry-after") or 1))
+                    continue
+                if r.status_code == 202:
+                    bench_ids.append(int(r.json()["id"]))
+                    job_ids += [int(j["id"]) for j in r.json()["jobs"]]
+                break
+    return {
+        "benchmark_ids": bench_ids,
+        "job_ids": job_ids,
+        "ns": time.perf_counter_ns() - start,
+        "latencies": latencies,
+        "answers": dict(answers),
+    }
 
 
 def audit(database_url: str, job_ids: set[int], last_lessee: dict[int, str]) -> dict[str, Any]:
-    """What the database says after the run, for the run's jobs: statuses, attempts, results
-    (more than one per job, or one from a device other than the last lessee)."""
+    """What the (private) database says after the run about every benchmark job in it:
+    statuses, attempts, results (more than one per job, or one from a device other than the
+    last lessee); ``jobs_unknown_to_client`` were created by a request whose answer was lost."""
     engine = make_engine(database_url)
     try:
         with Session(engine) as s:
@@ -272,7 +322,9 @@ def audit(database_url: str, job_ids: set[int], last_lessee: dict[int, str]) -> 
             version = ".".join(map(str, engine.dialect.server_version_info or ()))
             names = {i: name for i, name in s.execute(select(Device.id, Device.name))}
             jobs = s.execute(
-                select(Job.id, Job.status, Job.attempts, Job.max_attempts, Job.device_id)
+                select(Job.id, Job.status, Job.attempts, Job.max_attempts, Job.device_id).where(
+                    Job.kind == "benchmark"
+                )
             ).all()
             per_job = {
                 j: n
@@ -281,6 +333,8 @@ def audit(database_url: str, job_ids: set[int], last_lessee: dict[int, str]) -> 
             results = s.execute(select(Result.job_id, Result.device_name, Result.status)).all()
     finally:
         engine.dispose()
+    unknown = {j.id for j in jobs} - job_ids  # created by a request whose answer was lost
+    job_ids = job_ids | unknown
     ours = [j for j in jobs if j.id in job_ids]
     holder = {j.id: names.get(j.device_id) if j.device_id else None for j in ours}
     result_of = {r.job_id: r for r in results if r.job_id in job_ids}
@@ -293,6 +347,7 @@ def audit(database_url: str, job_ids: set[int], last_lessee: dict[int, str]) -> 
         "database": f"{engine.dialect.name} {version}",
         "jobs_in_db": len(ours),
         "jobs_missing": len(job_ids - {j.id for j in ours}),
+        "jobs_unknown_to_client": len(unknown),
         "status": dict(Counter(j.status for j in ours)),
         "not_finished": sum(j.status not in ("succeeded", "failed") for j in ours),
         "attempts_over_max": sum(j.attempts > j.max_attempts for j in ours),

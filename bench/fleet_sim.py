@@ -103,8 +103,8 @@ class FleetOptions:
 class Fleet:
     """What all simulated agents of one run share: the goal, the stop signal, the logs."""
 
-    total_jobs: int
     options: FleetOptions
+    expected: set[int] = field(default_factory=set)  # the job ids the run queued
     stats: dict[str, EndpointStats] = field(
         default_factory=lambda: {e: EndpointStats() for e in ENDPOINTS}
     )
@@ -118,7 +118,7 @@ class Fleet:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     def finished(self) -> bool:
-        return len(self.completed) >= self.total_jobs
+        return self.completed >= self.expected
 
 
 class Refused(Exception):
@@ -297,7 +297,7 @@ async def _progress(fleet: Fleet, started_ns: int, every_s: float = 10.0) -> Non
             await asyncio.wait_for(fleet.stop.wait(), every_s)
         elapsed = (time.perf_counter_ns() - started_ns) / 1e9
         print(
-            f"  ... {elapsed:5.0f} s: {len(fleet.completed)}/{fleet.total_jobs} jobs reported",
+            f"  ... {elapsed:5.0f} s: {len(fleet.completed)}/{len(fleet.expected)} jobs reported",
             file=sys.stderr,
             flush=True,
         )

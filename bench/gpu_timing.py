@@ -29,8 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.gpu import gpu_environment, nvml_device_info
 from agents.measure import run_isolated
+from agents.nvml import gpu_environment, nvml_device_info
 from bench import models
 from bench.common import fixed_duration, onnx_inputs
 from latencylab.schemas import MeasureSettings, MeasureSpec, TensorSpec

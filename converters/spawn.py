@@ -26,6 +26,15 @@ from a short-lived thread and left to another one, the child would die with the 
 The watchdog does not have this subtlety: ``getppid`` changes only when the process dies.
 
 Where ``prctl`` is missing (macOS) the watchdog and the group kill still apply.
+
+``memory_mb`` caps the child's address space (``RLIMIT_AS``, set between fork and exec, so it
+covers the interpreter's start and is inherited by whatever the child starts; core dumps
+off). RLIMIT_AS bounds *virtual* memory, which the kernel enforces without cgroups:
+allocations beyond it fail (MemoryError, ``std::bad_alloc``, ENOMEM) instead of the host
+OOM-killing a neighbour. ``watchdog=False`` leaves out the watchdog process for short calls
+whose child starts nothing that must die with us (``adb``); PDEATHSIG and the group kill
+still apply. ``converters.sandbox.run_sandboxed`` runs our own Python code in a Sandbox with
+typed requests and results.
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import resource
 import select
 import signal
 import subprocess
@@ -78,15 +88,17 @@ def _prctl() -> Callable[..., int] | None:
 
 
 def _child_setup(
-    parent: int, prctl: Callable[..., int] | None, then: Callable[[], None] | None
+    parent: int, prctl: Callable[..., int] | None, memory_mb: int | None
 ) -> Callable[[], None]:
     def setup() -> None:  # in the child, between fork and exec
         if prctl is not None:
             prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
             if os.getppid() != parent:  # the parent died before the request took effect
                 os.kill(os.getpid(), signal.SIGKILL)
-        if then is not None:
-            then()
+        if memory_mb is not None:
+            cap = int(memory_mb) * 2**20
+            resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+            resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     return setup
 
@@ -114,7 +126,8 @@ class Sandbox:
         stdin: _Stream = subprocess.DEVNULL,
         stdout: _Stream = None,
         stderr: _Stream = None,
-        preexec: Callable[[], None] | None = None,
+        memory_mb: int | None = None,
+        watchdog: bool = True,
         watch_interval_s: float = WATCH_INTERVAL_S,
     ) -> None:
         me = os.getpid()
@@ -126,10 +139,12 @@ class Sandbox:
             stdout=stdout,
             stderr=stderr,
             start_new_session=True,
-            preexec_fn=_child_setup(me, _prctl(), preexec),
+            preexec_fn=_child_setup(me, _prctl(), memory_mb),
         )
         self.pid = self.proc.pid
         self.watchdog: subprocess.Popen[bytes] | None = None
+        if not watchdog:
+            return
         watch = [str(me), str(self.pid), str(watch_interval_s)]
         try:
             self.watchdog = subprocess.Popen(

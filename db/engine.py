@@ -1,37 +1,105 @@
-"""Engine and session factory for SQLite (WAL, embedded default) and PostgreSQL."""
+"""Engine and session factory for SQLite (WAL, embedded default) and PostgreSQL.
+
+SQLite has one writer at a time. A transaction that reads first and writes later (a
+"deferred" one) fails at once with ``database is locked`` when another writer committed in
+between, whatever the busy timeout; so every transaction here begins ``IMMEDIATE`` (it waits
+up to the lock timeout for the write lock, then holds it), except those of engines made with
+``read_only(engine)``, which begin deferred and never block writers (WAL).
+
+PostgreSQL gets a sized pool (a request that waits longer than ``pool_timeout`` for a
+connection fails with ``sqlalchemy.exc.TimeoutError``: the coordinator answers 503) and
+per-connection ``statement_timeout`` and ``lock_timeout``.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+READ_ONLY = "latencylab_read_only"
+"""Execution option: begin SQLite transactions deferred (reads that never block writers)."""
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
-    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout."""
+@dataclass(frozen=True)
+class PoolOptions:
+    """How many connections, how long to wait for one, for a lock, for a statement."""
+
+    size: int = 10
+    max_overflow: int = 20
+    timeout_s: float = 5.0
+    lock_timeout_s: float = 10.0
+    statement_timeout_s: float = 60.0
+
+
+def _sqlite(url: str, pool: PoolOptions, kwargs: dict[str, Any]) -> Engine:
+    path = make_url(url).database
+    memory = not path or path == ":memory:" or path.startswith("file::memory:")
+    if path and not memory:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    sizing: dict[str, Any] = (
+        {"poolclass": StaticPool}  # one shared connection: the database lives in it
+        if memory
+        else {
+            "pool_size": pool.size,
+            "max_overflow": pool.max_overflow,
+            "pool_timeout": pool.timeout_s,
+        }
+    )
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": pool.lock_timeout_s},
+        **{**sizing, **kwargs},
+    )
+    busy_ms = int(pool.lock_timeout_s * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # the driver's own BEGIN is off: ours is below
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute(f"PRAGMA busy_timeout={busy_ms}")
+            cur.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        deferred = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def make_engine(url: str, pool: PoolOptions | None = None, **kwargs: Any) -> Engine:
+    """Create an engine; SQLite gets WAL, foreign keys, a busy timeout and immediate write
+    transactions; PostgreSQL a sized pool and statement/lock timeouts."""
+    pool = pool or PoolOptions()
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
-        )
+        return _sqlite(url, pool, kwargs)
+    options = (
+        f"-c statement_timeout={int(pool.statement_timeout_s * 1000)} "
+        f"-c lock_timeout={int(pool.lock_timeout_s * 1000)}"
+    )
+    args: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_size": pool.size,
+        "max_overflow": pool.max_overflow,
+        "pool_timeout": pool.timeout_s,
+        "connect_args": {"options": options},
+    }
+    return create_engine(url, **{**args, **kwargs})
 
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            try:
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA foreign_keys=ON")
-                cur.execute("PRAGMA busy_timeout=30000")
-                cur.execute("PRAGMA synchronous=NORMAL")
-            finally:
-                cur.close()
 
-        return engine
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+def read_only(engine: Engine) -> Engine:
+    """The same engine and pool, whose SQLite transactions begin deferred (for reads)."""
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

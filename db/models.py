@@ -5,13 +5,12 @@ Timestamps are naive UTC (``db.models.utcnow``) on both SQLite and PostgreSQL.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -20,15 +19,9 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-
-def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON, datetime: DateTime()}
+from db.base import Base, utcnow  # re-exported: the other tables register via db/__init__.py
 
 
 class ApiToken(Base):
@@ -151,7 +144,9 @@ class Job(Base):
     runtime: Mapped[str] = mapped_column(String(32))
     device_selector: Mapped[str] = mapped_column(String(200))
     queue_key_id: Mapped[int | None] = mapped_column(
-        ForeignKey("queue_keys.id"), default=None, doc="selector + runtime as terms (db.queue)"
+        ForeignKey("queue_keys.id", name="fk_jobs_queue_key_id"),
+        default=None,
+        doc="selector + runtime as terms (db.queue)",
     )
     precision: Mapped[str] = mapped_column(String(8))
     batch_size: Mapped[int] = mapped_column(Integer)
@@ -211,8 +206,3 @@ class ResultSeries(Base):
     times_ms: Mapped[list[Any]] = mapped_column(default=list)
     warmup_ms: Mapped[list[Any]] = mapped_column(default=list)
     profile: Mapped[list[Any]] = mapped_column(default=list)
-
-
-from db import conversions as _conversions  # noqa: E402, F401  (register on Base)
-from db import nas as _nas  # noqa: E402, F401  (register the table models on Base)
-from db import queue as _queue  # noqa: E402, F401  (queue keys and device terms)

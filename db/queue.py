@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.models import Base
+from db.base import Base
 
 TERM_LEN = 200
 """Longest key or value of a term (a selector is at most 200 characters)."""

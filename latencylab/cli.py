@@ -8,6 +8,7 @@ Errors a user can cause end in one readable message and an exit code (``latencyl
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -64,11 +65,18 @@ def serve(
     local_agent: Annotated[
         bool, typer.Option(help="Also start a local agent and a converter worker")
     ] = True,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, envvar="LATENCYLAB_WORKERS", help="Coordinator processes (PostgreSQL only)"
+        ),
+    ] = None,
 ) -> None:
     """Start the coordinator (and, by default, a local agent for this machine)."""
-    from server.serve import serve as run_server
-
-    run_server(host=host, port=port, data_dir=data_dir, local_agent=local_agent)
+    args = ["--host", host, "--port", str(port), "--data-dir", str(data_dir)]
+    args += [] if local_agent else ["--no-local-agent"]
+    args += ["--workers", str(workers)] if workers is not None else []
+    _run_module("server.serve", args)
 
 
 @app.command()
@@ -85,9 +93,6 @@ def agent(
     once: Annotated[bool, typer.Option(help="Exit after one job")] = False,
 ) -> None:
     """Run a device agent: register, lease jobs one at a time, measure, report."""
-    from agents.agent import main
-    from agents.config import AgentSettings
-
     attributes = parse_pairs(attr, "--attr")
     overrides: dict[str, Any] = {
         "server": server,
@@ -101,7 +106,7 @@ def agent(
     }
     if name:
         overrides["name"] = name
-    main(AgentSettings(**{k: v for k, v in overrides.items() if v is not None}))
+    _run_agents("agent", {k: v for k, v in overrides.items() if v is not None})
 
 
 @app.command()
@@ -121,21 +126,30 @@ def converter(
     """Run a converter worker: lease conversion jobs, convert, validate, upload."""
     import socket
 
-    from agents.config import AgentSettings
-    from agents.converter import main
+    settings = {
+        "server": server,
+        "token": token,
+        "token_file": token_file,
+        "name": name or f"{socket.gethostname()}-converter",
+        "device_class": "converter",
+        "cache_dir": data_dir / "agent-cache",
+        "work_dir": data_dir / "converter-work",
+        "convert_timeout_s": timeout_s,
+        "convert_memory_mb": memory_mb,
+    }
+    _run_agents("converter", {k: v for k, v in settings.items() if v is not None})
 
-    settings = AgentSettings(
-        server=server,
-        token=token,
-        token_file=token_file,
-        name=name or f"{socket.gethostname()}-converter",
-        device_class="converter",
-        cache_dir=data_dir / "agent-cache",
-        work_dir=data_dir / "converter-work",
-        convert_timeout_s=timeout_s,
-        convert_memory_mb=memory_mb,
-    )
-    main(settings)
+
+def _run_module(module: str, args: list[str]) -> NoReturn:
+    """``python -m MODULE ARGS`` in this process's place (same pid, signals and exit status):
+    the SDK starts the coordinator and the agents without importing them."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", module, *args])
+
+
+def _run_agents(role: str, settings: dict[str, Any]) -> NoReturn:
+    _run_module("agents", [role, "--settings", json.dumps(settings, default=str)])
 
 
 @app.command()

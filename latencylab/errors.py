@@ -34,6 +34,8 @@ class ErrorCode(StrEnum):
     model_deleted = "model_deleted"
     model_busy = "model_busy"
     model_in_use = "model_in_use"
+    checksum_mismatch = "checksum_mismatch"
+    inspection_limit = "inspection_limit"
 
 
 DEFAULT_CODES: dict[int, ErrorCode] = {

@@ -28,7 +28,7 @@ PHASES = {
 
 
 def job_percent(job: JobPublic, max_duration_s: float) -> float:
-    if job.status in ("succeeded", "failed"):
+    if job.status.finished:
         return 100
     phase = job.progress.get("phase", "queued")
     pct = float(PHASES.get(phase, 10))

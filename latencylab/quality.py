@@ -190,16 +190,19 @@ def _per_process(
     procs: list[tuple[str, int, str | None, float | None]], min_runs: int, target_rel_ci: float
 ) -> list[QualityFlag]:
     flags = []
-    short = [(label, n) for label, n, _, _ in procs if n < min_runs]
+    short = [(label, n, reason) for label, n, reason, _ in procs if n < min_runs]
     if short:
-        where = ", ".join(f"{label}: {n}" if label else str(n) for label, n in short)
+        where = ", ".join(
+            (f"{label}: " if label else "") + str(n) + (f", stopped by {reason}" if reason else "")
+            for label, n, reason in short
+        )
         flags.append(
             QualityFlag(
                 code="too_few_runs",
                 severity="warning",
-                message=f"fewer steady-state runs than min_runs={min_runs} ({where}): a cap "
-                "stopped the steady state first, so the statistics rest on fewer samples",
-                value=float(min(n for _, n in short)),
+                message=f"fewer steady-state runs than min_runs={min_runs} ({where}): the "
+                "statistics rest on fewer samples than asked",
+                value=float(min(n for _, n, _ in short)),
                 threshold=float(min_runs),
             )
         )

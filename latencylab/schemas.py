@@ -301,6 +301,17 @@ class MeasureResult(_Model):
         None, description="Set when settings.repeats > 1: each fresh process's figures"
     )
 
+    @model_validator(mode="after")
+    def _repeats_cover_the_times(self) -> MeasureResult:
+        if self.repeats is not None and self.times_ms:
+            counted = sum(r.runs for r in self.repeats.runs)
+            if counted != len(self.times_ms):
+                raise ValueError(
+                    f"repeats.runs add up to {counted} runs but times_ms holds "
+                    f"{len(self.times_ms)}: the raw times are each repeat's, concatenated"
+                )
+        return self
+
 
 # --------------------------------------------------------------------------- benchmarks
 class BenchmarkCreate(RequestModel):
@@ -356,7 +367,9 @@ class ResultPublic(_Model):
         "(docs/measurement.md); a result with a warning-severity flag is marked everywhere",
     )
     mode: str | None = Field(
-        None, description="Measurement mode: quick | standard | publish | table | custom"
+        None,
+        description="Measurement mode (GET /presets): quick | standard | publish | table | "
+        "table-quick | custom",
     )
     repeats: RepeatsSummary | None = Field(
         None, description="Between-run figures when the steady state ran in several processes"
@@ -514,3 +527,8 @@ class Health(_Model):
     status: Literal["ok"]
     version: str
     database: str
+    pid: int | None = Field(
+        None, description="The answering coordinator process (replicas and --workers differ)"
+    )
+    hostname: str | None = Field(None, description="The host of the answering process")
+    artifact_store: str | None = Field(None, description="local (its disk) or s3")

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import tempfile
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import make_engine, make_session_factory
-from db.migrate import upgrade
+from db.engine import make_engine
+from db.migrate import advisory_xact_lock, upgrade
 from latencylab import __version__
 from server.artifacts import ArtifactStore
 from server.config import Settings, get_settings
-from server.deps import AppState
 from server.errors import install_handlers
 from server.openapi import install_openapi
 from server.routes import (
@@ -33,13 +35,16 @@ from server.routes import (
     presets,
     tables,
     tokens,
+    transfers,
 )
+from server.storage import open_store
 from server.store.gc import collect_garbage
-from server.store.jobs import expire_leases
 from server.store.tokens import create_token, find_token
 from server.web import mount_web
+from server.wiring import job_kinds, make_state, pool_options, reap
 
 log = logging.getLogger("latencylab.server")
+ADMIN_TOKEN_LOCK = "latencylab.admin-token"
 
 DESCRIPTION = """LatencyLab coordinator: upload models, queue benchmarks on registered devices,
 read latency and memory measurements back. Every route but `/api/v1/health` needs
@@ -47,29 +52,24 @@ read latency and memory measurements back. Every route but `/api/v1/health` need
 
 
 def ensure_admin_token(sessions: sessionmaker[Session], path: Path) -> str:
-    """Reuse the admin token in ``path`` if it is still valid, else create and write one."""
+    """Reuse the admin token in ``path`` if it is still valid, else create and write one.
+
+    Processes starting at once (``--workers``, replicas sharing a data dir) take turns through
+    a PostgreSQL advisory lock held until the commit: the next one finds the token written."""
     with sessions() as session:
+        advisory_xact_lock(session.connection(), ADMIN_TOKEN_LOCK)
         if path.is_file():
             plain = path.read_text().strip()
             if plain and (tok := find_token(session, plain)) is not None and tok.scope == "admin":
                 return plain
         _, plain = create_token(session, "admin", "admin (bootstrap)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".admin-token-")
+        with os.fdopen(fd, "w") as fh:  # mkstemp: mode 0600
+            fh.write(plain + "\n")
+        os.replace(tmp, path)  # a reader never sees half a token
         session.commit()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(plain + "\n")
     return plain
-
-
-def _reaper(sessions: sessionmaker[Session], interval: float, stop: threading.Event) -> None:
-    while not stop.wait(interval):
-        try:
-            with sessions() as session:
-                if expire_leases(session):
-                    session.commit()
-        except Exception:  # keep sweeping; a transient DB error must not kill the thread
-            log.exception("lease reaper failed")
 
 
 def _collector(
@@ -88,18 +88,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(settings.resolved_database_url)
+        engine = make_engine(settings.resolved_database_url, pool_options(settings))
         upgrade(engine)
-        sessions = make_session_factory(engine)
-        store = ArtifactStore(settings.artifacts_dir)
+        store = open_store(settings)
         store.clean_tmp()
+        # The kinds of job, built here and passed in: no hook registers itself on import.
+        state = make_state(settings, engine, store, job_kinds())
+        sessions = state.sessions
         if settings.write_admin_token:
             ensure_admin_token(sessions, settings.data_dir / "admin.token")
-        app.state.latencylab = AppState(settings, engine, sessions, store)
+        app.state.latencylab = state
+        state.signal.bind(asyncio.get_running_loop())
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         stop = threading.Event()
-        reaper = threading.Thread(
-            target=_reaper, args=(sessions, settings.reaper_interval_s, stop), daemon=True
-        )
+        reaper = threading.Thread(target=reap, args=(state, stop), daemon=True, name="reaper")
         reaper.start()
         threads = [reaper]
         if settings.gc_interval_s > 0:
@@ -135,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         benchmarks,
         devices,
         agents,
+        transfers,
         artifacts,
         gc,
         tokens,

@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import ApiToken
@@ -18,6 +19,8 @@ from latencylab.errors import ErrorCode
 from server.artifacts import ArtifactStore
 from server.config import Settings
 from server.errors import ApiError
+from server.queue.kinds import Clock, JobContext, JobKinds
+from server.queue.signal import QueueSignal
 from server.store.tokens import lookup_token
 
 log = logging.getLogger("latencylab.server")
@@ -29,6 +32,15 @@ class AppState:
     engine: Engine
     sessions: sessionmaker[Session]
     store: ArtifactStore
+    kinds: JobKinds
+    clock: Clock
+    signal: QueueSignal
+    read_sessions: sessionmaker[Session]
+    """Sessions whose SQLite transactions begin deferred: for GET/HEAD requests."""
+
+    def context(self, session: Session) -> JobContext:
+        """What the job lifecycle and its kinds' hooks get for ``session``'s transaction."""
+        return JobContext(session, self.kinds, self.store, self.settings, self.clock)
 
 
 def get_state(request: Request) -> AppState:
@@ -39,15 +51,23 @@ def get_state(request: Request) -> AppState:
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-DB_RETRY_AFTER_S = 5
 _SQLITE_FULL = 13  # sqlite3.SQLITE_FULL: the database file's disk is full
 _PG_DISK_FULL = "53100"  # SQLSTATE disk_full
 
 
-def _database_error(exc: OperationalError) -> ApiError:
+def database_error(exc: OperationalError | PoolTimeout, retry_after_s: int) -> ApiError:
     """A failing database is a response, never a reset connection or a bare 500: its disk
-    full is a 507 (like a full artifact store), anything else (the server gone, a lock timing
-    out) a 503 to retry."""
+    full is a 507 (like a full artifact store), anything else (the server gone, a lock or a
+    statement timing out, no free connection in the pool, a deadlock) a 503 to retry after
+    ``retry_after_s``. Nothing was changed: the transaction is rolled back."""
+    if isinstance(exc, PoolTimeout):
+        return ApiError(
+            503,
+            ErrorCode.unavailable,
+            "the coordinator is saturated (no free database connection); nothing was "
+            f"changed, retry in {retry_after_s} s",
+            headers={"Retry-After": str(retry_after_s)},
+        )
     orig = exc.orig
     disk_full = (getattr(orig, "sqlite_errorcode", 0) or 0) & 0xFF == _SQLITE_FULL or (
         getattr(orig, "sqlstate", None) == _PG_DISK_FULL
@@ -63,21 +83,34 @@ def _database_error(exc: OperationalError) -> ApiError:
         503,
         ErrorCode.unavailable,
         f"the database cannot be written or read ({type(orig).__name__}); nothing was "
-        f"changed, retry in {DB_RETRY_AFTER_S} s",
-        headers={"Retry-After": str(DB_RETRY_AFTER_S)},
+        f"changed, retry in {retry_after_s} s",
+        headers={"Retry-After": str(retry_after_s)},
     )
 
 
-def get_session(state: StateDep) -> Iterator[Session]:
+def commit(session: Session, state: AppState) -> None:
+    """Commit ``session`` now (a route that ends its transaction itself); a database that
+    fails is the 503/507 of ``database_error``."""
+    try:
+        session.commit()
+    except (OperationalError, PoolTimeout) as exc:
+        _rollback(session)
+        raise database_error(exc, state.settings.retry_after_s) from exc
+
+
+def get_session(request: Request, state: StateDep) -> Iterator[Session]:
     """One session per request, committed after the route returns and before the response
-    (``scope="function"``), so a failing commit still becomes the request's error response."""
-    session = state.sessions()
+    (``scope="function"``), so a failing commit still becomes the request's error response,
+    and so does a database error anywhere in the request (503 with ``Retry-After``). A GET or
+    HEAD reads through ``read_sessions`` (on SQLite: not holding the write lock)."""
+    reading = request.method in ("GET", "HEAD")
+    session = (state.read_sessions if reading else state.sessions)()
     try:
         yield session
         session.commit()
-    except OperationalError as exc:
+    except (OperationalError, PoolTimeout) as exc:
         _rollback(session)
-        raise _database_error(exc) from exc
+        raise database_error(exc, state.settings.retry_after_s) from exc
     except BaseException:
         _rollback(session)
         raise
@@ -128,6 +161,9 @@ def get_token(
             f"{token.revoked_at.isoformat(timespec='seconds')}Z; ask an admin for a new one",
             headers=challenge,
         )
+    # The lookup is a transaction of its own: a route that streams an upload or long-polls
+    # next holds no connection (and, on SQLite, no write lock) meanwhile.
+    session.commit()
     return token
 
 

@@ -1,245 +1,117 @@
-"""Recognise an uploaded model file and read its signature.
+"""Check an uploaded model file and read its signature -- in a sandbox, never in the
+coordinator's own process.
+
+``inspect_upload`` runs ``server.inspect_worker:inspect_file`` through the shared sandbox
+(``converters.sandbox.run_sandboxed``): a fresh process whose address space is capped at
+``LATENCYLAB_INSPECT_MEMORY_MB`` and which is killed after ``LATENCYLAB_INSPECT_TIMEOUT_S``.
+Recognising the format, unpacking an archive, the ONNX parse, the external-data check, the
+full ``onnx.checker`` pass, ``torch.export.load``, LiteRT and coremltools all happen there,
+so whatever arrives -- a 1 GiB model, a 1 GiB of garbage named ``.onnx`` -- the coordinator's
+memory stays flat. Only the signature comes back (an ``InspectResult``).
 
 Every problem raises ``ModelRejected`` with a message meant for the user; messages name the
-uploaded file (and the entries inside an archive), never the server's temporary paths.
+uploaded file (and the entries inside an archive), never the server's temporary paths. A check
+that needs more memory or time than allowed is a 422 with code ``inspection_limit`` that says
+which setting to raise.
 """
 
 from __future__ import annotations
 
-import json
-import resource
-import subprocess
-import sys
-import zipfile
-from dataclasses import dataclass, field
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
-from converters.archives import ArchiveRejected, extract
-from server.model_checks import ModelCheckFailed, check_external_data, check_input_size
+from pydantic import BaseModel, ConfigDict, Field
 
-SUPPORTED = (
-    "ONNX (.onnx, or a .zip holding one .onnx with its external data), a torch.export "
-    "program (.pt2), TFLite (.tflite), CoreML (a zipped .mlpackage)"
-)
-INSPECT_TIMEOUT_S = 180
-INSPECT_MEMORY_MB = 8192
+from converters.sandbox import SandboxEnd, SandboxOutcome, run_sandboxed
+from latencylab.errors import ErrorCode
+from server.artifacts import DISK_FULL_ERRNOS, StorageFull
+from server.config import Settings
+from server.inspection import InspectRequest, InspectResult, ModelInfo, ModelRejected
+from server.model_checks import ModelCheckFailed, check_input_size
 
+log = logging.getLogger("latencylab.server")
 
-class ModelRejected(Exception):
-    def __init__(self, message: str, status_code: int = 422) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status_code = status_code
-
-
-@dataclass
-class ModelInfo:
-    format: str
-    inputs: list[dict[str, Any]]
-    outputs: list[dict[str, Any]]
-    opset: int | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-    artifact_meta: dict[str, Any] = field(default_factory=dict)
+ENTRY = "server.inspect_worker:inspect_file"
+# The check needs one thread and no credentials: BLAS and malloc arenas would reserve
+# address space per thread, and a hostile file must find no secret in its environment.
+INSPECT_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2"}
+INSPECT_ENV_DROP = ("LATENCYLAB_", "AWS_")
 
 
-def _zip_kind(path: Path) -> str:
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-    if any(
-        n.endswith("archive_format")
-        or n.endswith("serialized_exported_program.json")
-        or "/models/" in n
-        for n in names
-    ):
-        return "pt2"
-    if any(".mlpackage/" in n and n.endswith("Manifest.json") for n in names):
-        return "mlpackage"
-    if sum(n.endswith(".onnx") for n in names) == 1:
-        return "onnx-zip"
-    return "unknown-zip"
+class InspectLimits(BaseModel):
+    model_config = ConfigDict(extra="forbid")
 
+    memory_mb: int = Field(gt=0, description="address-space limit of the check's process")
+    timeout_s: float = Field(gt=0, description="the check's process is killed after this")
+    max_unpacked: int = Field(gt=0, description="largest unpacked size of an archive (bytes)")
 
-def detect_format(path: Path, filename: str) -> str:
-    """Decide the format from the extension and the first bytes."""
-    if path.stat().st_size == 0:
-        raise ModelRejected("the uploaded file is empty")
-    ext = Path(filename).suffix.lower()
-    with path.open("rb") as fh:
-        head = fh.read(8)
-    if ext == ".tflite" or head[4:8] == b"TFL3":
-        return "tflite"
-    if ext == ".onnx":
-        return "onnx"
-    if ext == ".pt2":
-        return "pt2"  # checked as an archive (and a torch program) by inspect_upload
-    if zipfile.is_zipfile(path):
-        kind = _zip_kind(path)
-        if kind == "unknown-zip":
-            raise ModelRejected(
-                f"'{filename}' is a zip archive but neither a .pt2 program, a zipped .mlpackage "
-                f"nor an ONNX model with external data. Supported: {SUPPORTED}",
-                415,
-            )
-        return kind
-    if ext in {".mlmodel", ".mlpackage", ".engine", ".plan", ".xml", ".bin", ".pb", ".h5"}:
-        raise ModelRejected(
-            f"'{filename}': {ext} uploads are not supported. Supported: {SUPPORTED}", 415
+    @classmethod
+    def of(cls, settings: Settings) -> InspectLimits:
+        return cls(
+            memory_mb=settings.inspect_memory_mb,
+            timeout_s=settings.inspect_timeout_s,
+            max_unpacked=4 * settings.max_upload_bytes,
         )
-    return "onnx"  # no known extension: accepted if it parses as ONNX
 
 
-def _run_inspector(fmt: str, path: Path) -> dict[str, Any]:
-    """Inspect in a fresh subprocess with a timeout and a memory limit."""
-
-    def limit() -> None:  # in the child, before exec
-        cap = INSPECT_MEMORY_MB * 2**20
-        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
-
-    try:
-        out = subprocess.run(
-            [sys.executable, "-m", "server.inspect_worker", "--format", fmt, str(path)],
-            capture_output=True,
-            text=True,
-            timeout=INSPECT_TIMEOUT_S,
-            preexec_fn=limit,
-            cwd=Path(__file__).resolve().parent.parent,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ModelRejected(f"reading the {fmt} model took over {INSPECT_TIMEOUT_S} s") from exc
-    try:
-        result: dict[str, Any] = json.loads(out.stdout)
-    except ValueError as exc:
-        tail = (out.stderr or "").strip().splitlines()[-1:] or ["no output"]
-        raise ModelRejected(
-            f"could not read the {fmt} model (exit {out.returncode}): {tail[0]}"
-        ) from exc
-    if "error" in result:
-        raise ModelRejected(str(result["error"]), int(result.get("status_code", 422)))
-    return result
+def inspect_upload(path: Path, scratch: Path, limits: InspectLimits, filename: str) -> ModelInfo:
+    """Check the uploaded file ``path`` (named ``filename`` by the uploader) in the sandbox,
+    with ``scratch`` (an empty directory, removed by the caller) for its files."""
+    rundir, workdir = scratch / "check", scratch / "files"
+    workdir.mkdir()
+    request = InspectRequest(
+        path=str(path), filename=filename, workdir=str(workdir), max_unpacked=limits.max_unpacked
+    )
+    outcome = run_sandboxed(
+        request, ENTRY, InspectResult, rundir=rundir, timeout_s=limits.timeout_s,
+        memory_mb=limits.memory_mb, cwd=workdir, env=INSPECT_ENV, env_drop=INSPECT_ENV_DROP,
+    )  # fmt: skip
+    return _model_info(outcome, limits, filename)
 
 
-def _scrub(message: str, path: Path, workdir: Path, filename: str) -> str:
-    """The message with the temporary copy's path and the unpack directory taken out."""
-    for long, short in (
-        (f"{workdir}/", ""),
-        (str(workdir), "the archive"),
-        (str(path), filename),
-        (path.name, filename),
-        (f"{path.parent}/", ""),
-    ):
-        message = message.replace(long, short)
-    return message
-
-
-def inspect_upload(
-    path: Path, fmt: str, workdir: Path, max_total: int, filename: str | None = None
+def _model_info(
+    out: SandboxOutcome[InspectResult], limits: InspectLimits, filename: str
 ) -> ModelInfo:
-    """Validate the upload of format ``fmt`` and read its inputs, outputs (and opset).
-
-    ``filename`` is the uploaded file's name: errors say it instead of ``path``.
-    """
-    shown = filename or path.name
-    try:
-        return _inspect(path, fmt, workdir, max_total, shown)
-    except ModelRejected as exc:
-        raise ModelRejected(_scrub(exc.message, path, workdir, shown), exc.status_code) from exc
-
-
-def _unpack(path: Path, workdir: Path, max_total: int, filename: str) -> list[str]:
-    try:
-        return extract(path, workdir, max_total, display_name=filename)
-    except ArchiveRejected as exc:
-        raise ModelRejected(str(exc)) from exc
-
-
-def _inspect(path: Path, fmt: str, workdir: Path, max_total: int, filename: str) -> ModelInfo:
-    if fmt == "onnx":
-        return inspect_onnx(path)
-    if fmt == "onnx-zip":
-        names = _unpack(path, workdir, max_total, filename)
-        entry = next(n for n in names if n.endswith(".onnx"))
-        info = inspect_onnx(workdir / entry, archive_root=workdir)  # data files beside it
-        info.artifact_meta = {"archive": "zip", "entry": entry}
-        return info
-    if fmt == "pt2":
-        from converters.errors import ConversionInputError
-        from converters.inspect import check_pt2_archive
-
-        try:  # cheap, in-process: refuse zip bombs and non-programs before loading anything
-            check_pt2_archive(path)
-        except ConversionInputError as exc:
-            raise ModelRejected(str(exc)) from exc
-        r = _run_inspector("pt2", path)
-        return ModelInfo("pt2", r["inputs"], r["outputs"], None, r.get("extra", {}))
-    if fmt == "tflite":
-        r = _run_inspector("tflite", path)
-        return ModelInfo("tflite", r["inputs"], r["outputs"], None, r.get("extra", {}))
-    if fmt == "mlpackage":
-        names = _unpack(path, workdir, max_total, filename)
-        pkg = next(n.split(".mlpackage/")[0] + ".mlpackage" for n in names if ".mlpackage/" in n)
-        r = _run_inspector("mlpackage", workdir / pkg)
-        return ModelInfo(
-            "coreml",
-            r["inputs"],
-            r["outputs"],
-            None,
-            r.get("extra", {}),
-            {"archive": "zip", "entry": pkg},
-        )
-    raise ModelRejected(f"unsupported format {fmt!r}. Supported: {SUPPORTED}", 415)
-
-
-def inspect_onnx(path: Path, archive_root: Path | None = None) -> ModelInfo:
-    """Validate with ``onnx.checker`` (full check) and read inputs, outputs and opset.
-
-    ``archive_root``: where the zip holding the model was unpacked; its external data files
-    must be there and hold every byte their tensors declare (checked before the checker).
-    """
-    import onnx
-    from google.protobuf.message import DecodeError
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError) as exc:
+    result = out.result
+    if result is not None and result.info is not None:
+        return result.info
+    if result is not None and result.os_errno is not None:
+        if result.os_errno in DISK_FULL_ERRNOS:
+            raise StorageFull()
+        raise ModelRejected(f"could not unpack '{filename}': {os.strerror(result.os_errno)}")
+    if result is not None:
+        raise ModelRejected(result.rejected or f"'{filename}' was refused", result.status_code)
+    setting = f"{limits.memory_mb} MiB, the coordinator's LATENCYLAB_INSPECT_MEMORY_MB"
+    if out.end is SandboxEnd.out_of_memory:
         raise ModelRejected(
-            f"not a valid ONNX model (protobuf parse failed: {exc}); the file may be truncated, "
-            "or not an ONNX file at all"
-        ) from exc
-    if model.ir_version <= 0 or len(model.graph.node) == 0:
-        raise ModelRejected(
-            "not a valid ONNX model: no IR version or an empty graph; the file may be truncated "
-            "or not an ONNX file at all"
+            f"checking '{filename}' needs more memory than the model check may use ({setting});"
+            " nothing was stored",
+            422,
+            ErrorCode.inspection_limit,
         )
-    try:
-        check_external_data(model, path, archive_root or path.parent, archive_root is not None)
-    except ModelCheckFailed as exc:
-        raise ModelRejected(str(exc)) from exc
-    try:
-        onnx.checker.check_model(str(path), full_check=True)
-    except onnx.checker.ValidationError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        raise ModelRejected(f"ONNX checker rejected the model: {first}") from exc
-    except Exception as exc:  # shape inference errors surface as assorted types
-        raise ModelRejected(f"ONNX checker rejected the model: {exc}") from exc
-    from dataclasses import asdict
-
-    from converters.inspect import onnx_signature
-
-    for v in [*model.graph.input, *model.graph.output]:
-        if not v.type.HasField("tensor_type"):
-            raise ModelRejected(
-                f"graph value '{v.name}' is not a tensor; only tensor I/O is supported"
-            )
-    sig = onnx_signature(model)
-    if not sig.inputs:
-        raise ModelRejected("the ONNX graph has no inputs to feed")
-    return ModelInfo(
-        format="onnx",
-        inputs=[asdict(t) for t in sig.inputs],
-        outputs=[asdict(t) for t in sig.outputs],
-        opset=sig.opset,
-        extra={"producer": model.producer_name or None, "ir_version": model.ir_version},
+    if out.end is SandboxEnd.timed_out:
+        raise ModelRejected(
+            f"checking '{filename}' took longer than the model check may take "
+            f"({limits.timeout_s:g} s, the coordinator's LATENCYLAB_INSPECT_TIMEOUT_S); "
+            "nothing was stored",
+            422,
+            ErrorCode.inspection_limit,
+        )
+    if out.end is SandboxEnd.not_started:
+        log.error("the model check of %r did not start: %s", filename, out.error)
+        raise ModelRejected(
+            "the coordinator could not start the model check; try again", 503, ErrorCode.unavailable
+        )
+    # crashed, raised, invalid_result: details (server paths) go to the log only
+    log.warning(
+        "the model check of %r ended without a result (%s, %s): %s\n%s",
+        filename, out.end, out.how, out.error, out.stderr_tail,
+    )  # fmt: skip
+    raise ModelRejected(
+        f"checking '{filename}' failed (the model reader {out.how}); "
+        f"the file may be damaged, or need more memory than the model check may use ({setting})"
     )
 
 

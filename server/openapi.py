@@ -55,7 +55,7 @@ def _complete(schema: dict[str, Any]) -> dict[str, Any]:
                 # FastAPI answers a JSON body it cannot read (bad UTF-8, too deep) with 400
                 responses.setdefault("400", {"description": DESCRIPTIONS[400]})
             for status, response in responses.items():
-                if int(status) >= 400:  # FastAPI's own 422 (HTTPValidationError) included
+                if status[0] in "45":  # 4xx/5xx, FastAPI's own 422 (HTTPValidationError) too
                     response["content"] = {"application/json": {"schema": dict(_ERROR_REF)}}
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for name in ("HTTPValidationError", "ValidationError"):

@@ -1,10 +1,13 @@
-"""``latencylab serve``: the coordinator under uvicorn, plus a local agent subprocess."""
+"""``latencylab serve``: the coordinator under uvicorn (one process or ``--workers N``), plus a
+local agent and converter worker started once by the supervising process."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import signal
@@ -13,14 +16,25 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
+from sqlalchemy import make_url
+from uvicorn.supervisors import Multiprocess
 
 from server.app import create_app
 from server.config import Settings
 
 log = logging.getLogger("latencylab.serve")
+WORKER_STARTUP_S = 120
+"""How long the supervisor waits for a worker to answer its health ping before killing it as
+hung. A spawned worker answers only once it has imported the app (the factory's pickle names
+``server.app``), which takes seconds, and far longer on a loaded host: uvicorn's 5 s default
+would kill and respawn workers in a loop there."""
+GRACEFUL_SHUTDOWN_S = 10
+"""On SIGTERM, requests in flight get this long; then their connections close (a long-poll
+lease ends early: its agent retries, against another process when there is one)."""
 
 
 def _wait_healthy(url: str, timeout: float = 60) -> bool:
@@ -119,12 +133,71 @@ class LocalWorker:
 _TOKEN_LOCK = threading.Lock()
 
 
-def serve(host: str, port: int, data_dir: Path, local_agent: bool = True) -> None:
-    settings = Settings(host=host, port=port, data_dir=data_dir)
+class WorkersRefused(SystemExit):
+    """``--workers`` > 1 on SQLite: exit status 2 with the reason."""
+
+
+def check_workers(settings: Settings) -> None:
+    """Several processes need PostgreSQL: SQLite has one writer, and every process would wait
+    on the others' write lock."""
+    backend = make_url(settings.resolved_database_url).get_backend_name()
+    if settings.workers > 1 and backend == "sqlite":
+        print(
+            f"latencylab serve: --workers {settings.workers} needs PostgreSQL; SQLite allows one "
+            "writer at a time, so one coordinator process serves it. Set "
+            "LATENCYLAB_DATABASE_URL=postgresql+psycopg://user@host/db, or run one worker.",
+            file=sys.stderr,
+        )
+        raise WorkersRefused(2)
+
+
+def run_uvicorn(settings: Settings) -> None:
+    """One process, or ``settings.workers`` processes sharing the listening socket.
+
+    The workers are spawned processes, each building its app from the same ``Settings``
+    (``create_app`` through a picklable factory): migrations and the bootstrap admin token
+    are serialized between them by PostgreSQL advisory locks (``db.migrate``,
+    ``server.app.ensure_admin_token``)."""
+    if settings.workers == 1:
+        app = create_app(settings)
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=False,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+        return
+    config = uvicorn.Config(
+        functools.partial(create_app, settings),
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level="info",
+        access_log=False,
+        timeout_worker_healthcheck=WORKER_STARTUP_S,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+    )
+    sock = config.bind_socket()
+    Multiprocess(config, sockets=[sock]).run()
+
+
+def serve(
+    host: str, port: int, data_dir: Path, local_agent: bool = True, workers: int | None = None
+) -> None:
+    """The coordinator (``workers`` processes; default ``LATENCYLAB_WORKERS``, 1) and, unless
+    ``local_agent`` is False, one local agent and one converter worker, started here in the
+    supervising process: once, however many workers serve."""
+    given: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
+    if workers is not None:
+        given["workers"] = workers
+    settings = Settings(**given)
+    check_workers(settings)
     data_dir = settings.data_dir  # absolute: the workers get the same directory whatever their cwd
-    app = create_app(settings)
     url = f"http://{host}:{port}"
-    workers = (
+    local = (
         [LocalWorker("agent", url, data_dir), LocalWorker("converter", url, data_dir)]
         if local_agent
         else []
@@ -141,10 +214,29 @@ def serve(host: str, port: int, data_dir: Path, local_agent: bool = True) -> Non
         )
 
     threading.Thread(target=banner, daemon=True).start()
-    for worker in workers:
+    for worker in local:
         worker.thread.start()
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", access_log=False)
+        run_uvicorn(settings)
     finally:
-        for worker in workers:
+        for worker in local:
             worker.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m server.serve``: what ``latencylab serve`` runs."""
+    parser = argparse.ArgumentParser(prog="latencylab serve", description=serve.__doc__)
+    defaults = Settings()
+    parser.add_argument("--host", default=defaults.host)
+    parser.add_argument("--port", type=int, default=defaults.port)
+    parser.add_argument("--data-dir", type=Path, default=defaults.data_dir)
+    parser.add_argument("--workers", type=int, default=None, help="coordinator processes")
+    parser.add_argument(
+        "--no-local-agent", dest="local_agent", action="store_false", help="no local agent"
+    )
+    args = parser.parse_args(argv)
+    serve(args.host, args.port, args.data_dir, args.local_agent, args.workers)
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,8 @@ database backend, models built once. Tests that take ``live`` run on both backen
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import socket
 import subprocess
@@ -15,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -253,3 +256,97 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "mbv2": models.save(models.mobilenet_v2_like(96, 0.35, 100), root / "mbv2.onnx"),
         "resnet": models.save(models.resnet_like(64, (1, 1, 1, 1), 100), root / "resnet.onnx"),
     }
+
+
+@contextlib.contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A private, empty PostgreSQL database (dropped afterwards), for a test that runs its own
+    coordinators and must not share a queue with ``live``; skipped like ``postgres_database``."""
+    import psycopg
+
+    try:
+        admin = psycopg.connect(_pg_admin_url(), autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL is required in CI but unreachable at {PG_URL}: {exc}")
+        pytest.skip(f"PostgreSQL not reachable at {PG_URL}: {exc}")
+    name = f"latencylab_test_{uuid.uuid4().hex[:10]}"
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield PG_URL.rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+
+
+@dataclass
+class S3Server:
+    """moto's standalone S3-compatible server, a real HTTP server on loopback."""
+
+    endpoint: str
+    port: int
+    log: Path
+    key_id: str = "latencylab-test"
+    secret: str = "latencylab-test-secret"
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name="us-east-1",
+            aws_access_key_id=self.key_id,
+            aws_secret_access_key=self.secret,
+        )
+
+    def new_bucket(self) -> str:
+        name = f"latencylab-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def env(self, bucket: str, prefix: str = "artifacts") -> dict[str, str]:
+        """The coordinator's settings for artifacts in ``bucket`` under ``prefix``."""
+        return {
+            "LATENCYLAB_ARTIFACTS_URL": f"s3://{bucket}/{prefix}",
+            "LATENCYLAB_S3_ENDPOINT_URL": self.endpoint,
+            "LATENCYLAB_S3_REGION": "us-east-1",
+            "LATENCYLAB_S3_ACCESS_KEY_ID": self.key_id,
+            "LATENCYLAB_S3_SECRET_ACCESS_KEY": self.secret,
+        }
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """``python -m moto.server`` (``moto[server]``, the dev extra) on a free loopback port."""
+    if importlib.util.find_spec("moto") is None or importlib.util.find_spec("boto3") is None:
+        pytest.fail("moto[server] and boto3 are not installed: they are in the dev and s3 extras")
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    with log.open("wb") as fh:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            cwd=REPO,
+            env=_env({}),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"moto server exited:\n{log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/moto-api/", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"moto server did not answer in 60 s:\n{log.read_text()}")
+            time.sleep(0.2)
+        yield S3Server(f"http://127.0.0.1:{port}", port, log)
+    finally:
+        _stop(proc)

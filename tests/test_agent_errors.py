@@ -294,15 +294,18 @@ def test_sweep_removes_only_job_directories_nobody_holds(tmp_path: Path) -> None
 
 
 def test_a_cancelled_conversion_is_killed_at_once(tmp_path: Path) -> None:
-    from converters.run import convert_isolated
+    from converters.run import ConversionRequest, convert_isolated
 
     cancel = threading.Event()
     cancel.set()  # what the agent does on a lost lease or SIGTERM
     started = time.monotonic()
     res = convert_isolated(
-        {"source": str(tmp_path / "m.onnx"), "target": "openvino"}, tmp_path / "w", cancel=cancel
+        ConversionRequest(source=str(tmp_path / "m.onnx"), target="openvino"),
+        tmp_path / "w",
+        cancel=cancel,
     )
-    assert res["status"] == "failed" and res["error"]["message"] == "conversion cancelled"
+    assert res.status == "failed" and res.error is not None
+    assert res.error.message == "conversion cancelled"
     assert time.monotonic() - started < 10
 
 

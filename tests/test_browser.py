@@ -785,6 +785,14 @@ def test_pareto_overlays_two_runtimes_on_one_chart(
     runtimes = ("onnxruntime", "openvino")
     try:
         with server.http(server.user_token) as c:
+            deadline = time.monotonic() + 60
+            while not any(
+                d["name"] == f"{agent}-converter" and d["status"] == "online"
+                for d in c.get("/devices").json()
+            ):
+                assert conv.poll() is None, log.read_text()[-2000:]
+                assert time.monotonic() < deadline, "the converter worker did not register"
+                time.sleep(0.2)
             bench_ids, models = [], {}
             for key, acc in accuracy.items():
                 meta = json.dumps({"accuracy": {"top1": acc}, "tags": [tag]})
@@ -794,7 +802,9 @@ def test_pareto_overlays_two_runtimes_on_one_chart(
                 models[m.json()["id"]] = acc
                 targets = [{"runtime": rt, "device": agent} for rt in runtimes]
                 body = {"model_id": m.json()["id"], "targets": targets, "settings": FAST}
-                bench_ids.append(c.post("/benchmarks", json=body).json()["id"])
+                b = c.post("/benchmarks", json=body)
+                assert b.status_code == 202, b.text
+                bench_ids.append(b.json()["id"])
             benches = _wait_benchmarks(c, bench_ids)
     finally:
         _stop(conv)
@@ -804,7 +814,7 @@ def test_pareto_overlays_two_runtimes_on_one_chart(
         assert b["status"] == "succeeded", (b["status"], [r["error"] for r in b["results"]])
         for r in b["results"]:
             points[r["runtime"]][b["model_id"]] = (r["latency_ms"]["p50"], models[b["model_id"]])
-            results[r["runtime"]][b["model_id"]] = r
+            results[r["runtime"]][b["model_id"]] = {**r, "bench": b["id"]}
     assert all(len(points[rt]) == 3 for rt in runtimes)
 
     tab = Page(context, server)
@@ -866,7 +876,7 @@ def test_pareto_overlays_two_runtimes_on_one_chart(
     mid = max(models)  # resnet: the model whose layers do the work
     r = results["openvino"][mid]
     with server.http(server.user_token) as c:
-        prof = c.get(f"/benchmarks/{r['benchmark_id']}/results/{r['id']}/profile").json()
+        prof = c.get(f"/benchmarks/{r['bench']}/results/{r['id']}/profile").json()
     layers = prof["layers"]
     assert layers and {la["compute_unit"] for la in layers} == {"CPU"}
     assert all(la["kernel"] for la in layers if la["type"] == "Convolution")
@@ -877,12 +887,15 @@ def test_pareto_overlays_two_runtimes_on_one_chart(
     page = tab.open(f"/models/{mid}?result={r['id']}")
     page.wait_for_selector("#profile-units")
     assert page.locator("#profile-units tbody tr").all_inner_texts()[0].split("\t")[0] == "CPU"
+    page.click("#profile-layers summary")
+    assert page.inner_text("#profile-layers summary").endswith("(all on CPU)")
     heads = page.locator("#profile-layers th").all_inner_texts()
-    assert heads[:4] == ["layer", "type", "kernel", "compute unit"], heads
-    kernels = page.locator("#profile-layers tbody tr td:nth-child(3)").all_inner_texts()
+    assert heads == ["layer", "kernel", "time", "share"], heads
+    kernels = page.locator("#profile-layers tbody tr td:nth-child(2)").all_inner_texts()
     top = sorted(layers, key=lambda la: -la["time_ms"])[: len(kernels)]
     assert kernels == [la["kernel"] or "\u2013" for la in top]
     assert page.locator("#profile-note").count() == int(abs(total - p50) > 0.15 * p50)
+    page.evaluate("window.scrollTo(0, 0)")
     tab.shot("model-openvino-profile")
     tab.close()
 
@@ -1062,7 +1075,7 @@ def test_empty_states_on_a_fresh_coordinator(
         assert "profil" in why and "profil" in todo
         assert "results" not in _empty_states(page) and "jobs" not in _empty_states(page)
         page = tab.open("/pareto")
-        wait_pareto(page)
+        page.wait_for_selector("body[data-pareto-ready='1'] [data-empty=pareto-points]")
         why, todo = _empty_states(page)["pareto-points"]
         assert "no accuracy" in todo and dev.name in why
         tab.shot("empty-pareto-points")
@@ -1125,11 +1138,14 @@ def test_profile_note_when_layers_do_not_add_up(
     note = page.inner_text("#profile-note")
     assert "21.80 ms" in note and "8.200 ms" in note and "2.66\u00d7" in note, note
     assert "50 runs" in note and "21.50 ms" in note, note
+    page.click("#profile-layers summary")
     heads = page.locator("#profile-layers th").all_inner_texts()
-    assert heads == ["layer", "type", "kernel", "compute unit", "time", "share"], heads
+    assert heads == ["layer", "kernel", "time", "share"], heads
     first = page.locator("#profile-layers tbody tr >> nth=0 >> td").all_inner_texts()
-    assert first[:4] == ["conv_0", "Convolution", "jit_avx512_f32", "CPU"], first
-    assert page.locator("#profile-units tbody tr").count() == 1
+    assert first[:3] == ["conv_0\nConvolution", "jit_avx512_f32", "6.000 ms"], first
+    units = page.locator("#profile-units tbody tr").all_inner_texts()
+    assert [u.split("\t")[0] for u in units] == ["CPU"], units
+    page.evaluate("window.scrollTo(0, 0)")
     tab.shot("model-profile-note")
     page = tab.open(f"/models/{ids['near']}")
     page.wait_for_selector("#profile-total")
@@ -1204,4 +1220,58 @@ def test_table_entries_show_the_ofa_key(server: Live, context: Any) -> None:
     page.screenshot(
         path=str(SHOTS / "table-entries-ofa-keys.png"), clip=page.locator("#entries").bounding_box()
     )
+    tab.close()
+
+
+def test_model_page_edits_and_deletes_a_model(
+    server: Live, context: Any, model_files: dict[str, Path]
+) -> None:
+    sim = SimDevice(server, f"sim-edit-{uuid.uuid4().hex[:4]}", "cpu")
+    with server.http(server.user_token) as c:
+        meta = json.dumps({"accuracy": {"top1": 61.0}, "tags": ["before"]})
+        files = {"file": ("mlp.onnx", model_files["mlp"].read_bytes())}
+        m = c.post("/models", files=files, data={"name": "typo-name", "metadata": meta}).json()
+        sim.measure(c, m["id"], measured(2.0))
+        bench = c.get("/benchmarks", params={"model_id": m["id"]}).json()[0]
+
+    tab = Page(context, server)
+    page = tab.open(f"/models/{m['id']}")
+    assert page.inner_text("h1") == "typo-name"
+    page.click("#model-edit-button")
+    page.fill("#model-edit input[name=name]", "fixed-name")
+    page.fill("#model-edit input[name=accuracy]", "top1=sixty")  # refused before any request
+    page.click("#model-edit-save")
+    page.wait_for_selector("#model-edit [role=alert]:has-text('metric=number')")
+    page.fill("#model-edit input[name=accuracy]", "top1=66.5, top5=88")
+    page.fill("#model-edit input[name=tags]", "edited, ui")
+    page.click("#model-edit-save")
+    page.wait_for_selector("#model-facts dl.facts")
+    assert page.inner_text("h1") == "fixed-name"
+    assert "top1 66.5, top5 88" in page.inner_text("#model-facts")
+    assert page.locator("#model-facts .tag").all_inner_texts() == ["edited", "ui"]
+    with server.http(server.user_token) as c:
+        saved = c.get(f"/models/{m['id']}").json()
+    assert saved["name"] == "fixed-name"
+    assert saved["metadata"] == {"accuracy": {"top1": 66.5, "top5": 88}, "tags": ["edited", "ui"]}
+    tab.shot("model-edited")
+
+    # Delete, keeping the results: confirm dialog, back to the list, the benchmark survives.
+    page.click("#model-delete-button")
+    page.wait_for_selector("#delete-dialog[open]")
+    assert page.inner_text("#delete-title") == f"Delete model {m['id']} (fixed-name)?"
+    assert page.is_checked("#delete-dialog input[value=keep]")
+    tab.shot("model-delete-dialog")
+    page.click("#delete-cancel")
+    page.wait_for_selector("#delete-dialog:not([open])", state="attached")
+    page.click("#model-delete-button")
+    page.click("#delete-confirm")
+    page.wait_for_url(re.compile(r"/models\?deleted=\d+&results=keep$"))
+    tab.ready()
+    assert "stay readable by id" in page.inner_text(".notice-ok")
+    assert page.locator(f"#model-list a[href='/models/{m['id']}']").count() == 0
+    with server.http(server.user_token) as c:
+        assert c.get(f"/models/{m['id']}").status_code == 410
+        assert c.get(f"/benchmarks/{bench['id']}").json()["status"] == "succeeded"
+    page = tab.open(f"/models/{m['id']}")
+    assert page.inner_text("h1") == "Model deleted"
     tab.close()

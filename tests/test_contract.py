@@ -105,7 +105,15 @@ def server(private_database: str, tmp_path_factory: pytest.TempPathFactory) -> I
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = data_dir / "server.log"
-    env = _env({**SERVER_ENV, "LATENCYLAB_DATABASE_URL": private_database})
+    # Long-polls (lease ?wait_s=) capped at 1 s: a fuzzed wait_s=599 is valid and would
+    # otherwise hold its request for the 30 s default cap.
+    env = _env(
+        {
+            **SERVER_ENV,
+            "LATENCYLAB_DATABASE_URL": private_database,
+            "LATENCYLAB_LEASE_WAIT_MAX_S": "1",
+        }
+    )
     cmd = [sys.executable, "-m", "latencylab", "serve", "--no-local-agent",
            "--port", str(port), "--data-dir", str(data_dir)]  # fmt: skip
     with log.open("wb") as fh:
@@ -133,6 +141,7 @@ schema = schemathesis.openapi.from_dict(
     config=schemathesis.Config.from_dict(
         {
             "seed": SEED,
+            "request-timeout": 30,
             "generation": {"max-examples": MAX_EXAMPLES, "database": "none"},
             "phases": {
                 "examples": {"enabled": True},
@@ -144,6 +153,23 @@ schema = schemathesis.openapi.from_dict(
         }
     ),
 )
+
+
+def test_every_error_is_an_error_body_and_every_token_route_declares_401() -> None:
+    assert "HTTPValidationError" not in DOCUMENT["components"]["schemas"]
+    for path, operations in DOCUMENT["paths"].items():
+        for method, op in operations.items():
+            where = f"{method.upper()} {path}"
+            for status, response in op["responses"].items():
+                if status >= "400":
+                    schema = response["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorBody"}, where
+            assert {"500", "503"} <= set(op["responses"]), where
+            if path == "/api/v1/health":
+                assert "security" not in op
+            else:
+                assert op["security"] == [{"HTTPBearer": []}], where
+                assert "401" in op["responses"], where
 
 
 def test_the_served_document_is_the_one_fuzzed(server: Server) -> None:

@@ -31,6 +31,7 @@ from converters import (
     inspect_model,
     validate,
 )
+from converters.run import ConversionRequest
 from converters.tensorrt_steps import normalize_profiles, parser_errors
 from converters.tflite_steps import onnx2tf_python
 
@@ -193,21 +194,26 @@ def test_isolated_bad_input_reports_error(tmp_path: Path) -> None:
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("m/archive_format", "pt2")
         zf.writestr("m/w", b"\0" * (16 << 20))
-    res = convert_isolated({"source": str(bomb), "target": "tflite"}, tmp_path / "w", timeout_s=120)
-    assert res["status"] == "failed"
-    assert "zip bomb" in res["error"]["message"] and res["error"]["step"] == "TFLiteFromTorch"
-    assert Path(res["log"]).exists()
+    res = convert_isolated(
+        ConversionRequest(source=str(bomb), target="tflite", timeout_s=120), tmp_path / "w"
+    )
+    assert res.status == "failed" and res.error is not None and res.log is not None
+    assert "zip bomb" in res.error.message and res.error.step == "TFLiteFromTorch"
+    assert Path(res.log).exists()
 
 
 def test_isolated_memory_limit(tmp_path: Path) -> None:
     res = convert_isolated(
-        {"source": str(tiny_onnx(tmp_path / "t.onnx")), "target": "openvino"},
+        ConversionRequest(
+            source=str(tiny_onnx(tmp_path / "t.onnx")),
+            target="openvino",
+            timeout_s=120,
+            memory_mb=64,
+        ),
         tmp_path / "w",
-        timeout_s=120,
-        memory_mb=64,
     )
-    assert res["status"] == "failed"
-    assert "memory" in (res["error"]["message"] + (res["error"]["hint"] or "")).lower()
+    assert res.status == "failed" and res.error is not None
+    assert "memory" in (res.error.message + (res.error.hint or "")).lower()
 
 
 # ------------------------------------------------------------------ slow: real conversions
@@ -421,9 +427,11 @@ def test_run_cli_end_to_end(zoo: dict[str, Path], tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_isolated_timeout(zoo: dict[str, Path], tmp_path: Path) -> None:
     res = convert_isolated(
-        {"source": str(zoo["vit.pt2"]), "target": "tflite"}, tmp_path, timeout_s=1
+        ConversionRequest(source=str(zoo["vit.pt2"]), target="tflite", timeout_s=1), tmp_path
     )
-    assert res["status"] == "timeout" and "timeout_s" in res["error"]["hint"]
+    assert (
+        res.status == "timeout" and res.error is not None and "timeout_s" in (res.error.hint or "")
+    )
 
 
 def test_classify_unsupported_op() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agents import gpu
+from agents import gpu, nvml
 from latencylab.schemas import MeasureResult, MeasureSettings, MeasureSpec
 
 pytestmark = pytest.mark.gpu
@@ -36,7 +36,7 @@ def cuda_torch() -> Any:
 @pytest.fixture(scope="module")
 def nvml_info() -> dict[str, Any]:
     try:
-        return gpu.nvml_device_info(0)
+        return nvml.nvml_device_info(0)
     except RuntimeError as exc:
         pytest.skip(f"NVML unusable here: {exc}")
 
@@ -117,14 +117,14 @@ def test_nvml_reads_this_gpu(nvml_info: dict[str, Any], cuda_torch: Any) -> None
     clocks = nvml_info["clocks"]
     assert clocks["sm_max_mhz"] and 0 < clocks["sm_mhz"] <= clocks["sm_max_mhz"]
     assert isinstance(nvml_info["clocks_event_reasons"], list)
-    env = gpu.gpu_environment(0)
+    env = nvml.gpu_environment(0)
     assert env["gpu"]["clocks_locked"] is (not env["warnings"])
 
 
 def test_nvidia_smi_agrees_with_nvml(nvml_info: dict[str, Any]) -> None:
     if shutil.which("nvidia-smi") is None:
         pytest.skip("nvidia-smi is not on PATH")
-    smi = gpu.smi_device_info(0)
+    smi = nvml.smi_device_info(0)
     assert smi["source"] == "nvidia-smi" and smi["name"] == nvml_info["name"]
     assert smi["driver"] == nvml_info["driver"]
     assert smi["memory_total_mb"] == pytest.approx(nvml_info["memory_total_mb"], abs=1)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agents import gpu
+from agents import gpu, nvml
 from agents.jetson import JetsonMeasurer, JetsonSettings, describe_jetson, steady_window
 from agents.measure.protocol import run_protocol
 from agents.parsers.nvidia_smi import parse_query_gpu
@@ -445,7 +445,7 @@ def test_tensorrt_on_a_real_gpu(tmp_path: Path) -> None:
 def test_nvml_device_info_and_registration(
     monkeypatch: pytest.MonkeyPatch, fake_gpu: dict[str, Any]
 ) -> None:
-    info = gpu.device_info(0)
+    info = nvml.device_info(0)
     assert info["source"] == "nvml" and info["name"] == "NVIDIA H100 80GB HBM3"
     assert (info["memory_total_mb"], info["memory_used_mb"]) == (81920, 2048.0)
     assert (info["driver"], info["cuda_version"], info["compute_capability"]) == (
@@ -485,16 +485,16 @@ def test_nvidia_smi_fallback_on_the_real_fixture(monkeypatch: pytest.MonkeyPatch
         return text
 
     monkeypatch.setitem(sys.modules, "pynvml", None)  # no nvidia-ml-py: fall back
-    info = gpu.device_info(0, run=run)
+    info = nvml.device_info(0, run=run)
     assert argvs[0][:3] == ["nvidia-smi", "-i", "0"] and "--format=csv" in argvs[0]
-    assert f"--query-gpu={gpu.SMI_BASIC_FIELDS}" in argvs[1]
+    assert f"--query-gpu={nvml.SMI_BASIC_FIELDS}" in argvs[1]
     last = parse_query_gpu(text)[-1]
     assert info["source"] == "nvidia-smi" and "pynvml" in info["nvml_error"]
     assert info["clocks"]["sm_mhz"] == last["clocks.current.sm"]
     assert info["clocks"]["mem_mhz"] == last["clocks.current.memory"]
     assert info["power_draw_w"] == last["power.draw"] and info["pstate"] == last["pstate"]
     assert info["temperature_c"] == last["temperature.gpu"]
-    warnings = gpu.clock_warnings(info)
+    warnings = nvml.clock_warnings(info)
     assert warnings and "no application clock" in warnings[0]
 
 
@@ -504,9 +504,9 @@ def test_no_gpu_at_all_is_reported_not_raised(monkeypatch: pytest.MonkeyPatch) -
     def run(argv: list[str]) -> str:
         raise FileNotFoundError("nvidia-smi")
 
-    info = gpu.device_info(0, run=run)
+    info = nvml.device_info(0, run=run)
     assert "pynvml missing" in info["error"] and "nvidia-smi" in info["error"]
-    assert gpu.clock_warnings(info)[0].startswith("WARNING: GPU clocks unknown")
+    assert nvml.clock_warnings(info)[0].startswith("WARNING: GPU clocks unknown")
 
 
 def test_gpu_and_jetson_launchers_wire_the_agent(
@@ -525,7 +525,7 @@ def test_gpu_and_jetson_launchers_wire_the_agent(
     assert (agent.settings.name, agent.settings.device_class) == ("h100-a", "gpu")
     assert agent.settings.cache_dir == tmp_path / "cache" and "convert" in agent.handlers
     assert agent.describe()["attributes"]["gpu_index"] == 1
-    assert gpu.nvml_index() == 1  # what the measuring subprocesses will report
+    assert nvml.nvml_index() == 1  # what the measuring subprocesses will report
     js = _jetson(tmp_path, monkeypatch, "nano-jp4-effex-issue12.txt",
                  "nvpmodel-q-jetson-nano-5W-sudo-jetbot-issue49.txt")  # fmt: skip
     from agents.jetson import main as jetson_main

@@ -31,7 +31,7 @@ from db.engine import make_engine, make_session_factory
 from db.models import Artifact, Job, utcnow
 from db.nas import TableEntry
 from server.app import create_app
-from server.artifacts import ArtifactStore
+from server.artifacts import LocalArtifactStore
 from server.config import Settings
 from server.store.artifacts import add_artifact, claim
 from tests.conftest import Live
@@ -93,8 +93,8 @@ def sessions(live: Live) -> Iterator[sessionmaker[Session]]:
 
 
 @pytest.fixture(scope="module")
-def store(live: Live) -> ArtifactStore:
-    return ArtifactStore(live.data_dir / "artifacts")
+def store(live: Live) -> LocalArtifactStore:
+    return LocalArtifactStore(live.data_dir / "artifacts")
 
 
 def unique_model(model_files: dict[str, Path], tmp_path: Path) -> Path:
@@ -128,7 +128,7 @@ def pareto(c: httpx.Client, sim: SimDevice, metric: str = "top1") -> dict[int, d
 
 
 def stored_artifact(
-    sessions: sessionmaker[Session], store: ArtifactStore, data: bytes, age_s: float
+    sessions: sessionmaker[Session], store: LocalArtifactStore, data: bytes, age_s: float
 ) -> str:
     """An artifact row and file nothing refers to, last used ``age_s`` seconds ago."""
     pending = store.open_pending(limit=len(data) + 1)
@@ -247,7 +247,7 @@ def test_delete_keep_hides_the_model_and_keeps_its_results(
     model_files: dict[str, Path],
     tmp_path: Path,
     sessions: sessionmaker[Session],
-    store: ArtifactStore,
+    store: LocalArtifactStore,
 ) -> None:
     path = unique_model(model_files, tmp_path)
     with live.http(live.user_token) as c:
@@ -308,7 +308,7 @@ def test_delete_with_results_removes_benchmarks_conversions_and_files(
     model_files: dict[str, Path],
     tmp_path: Path,
     sessions: sessionmaker[Session],
-    store: ArtifactStore,
+    store: LocalArtifactStore,
 ) -> None:
     path = unique_model(model_files, tmp_path)
     with live.http(live.user_token) as c:
@@ -366,13 +366,14 @@ def test_delete_refuses_running_jobs_and_cancels_queued_ones(
         assert r.status_code == 204, r.text
         cancelled = c.get(f"/benchmarks/{second['id']}").json()
         assert cancelled["status"] == "failed"
+        assert cancelled["jobs"][0]["status"] == "cancelled"
         assert cancelled["jobs"][0]["error"] == f"cancelled: model {m['id']} was deleted"
         assert c.get(f"/benchmarks/{first['id']}").json()["status"] == "succeeded"
         assert dev.lease() is None
 
 
 def test_table_models_cannot_be_deleted_and_their_files_go_once_measured(
-    live: Live, sessions: sessionmaker[Session], store: ArtifactStore
+    live: Live, sessions: sessionmaker[Session], store: LocalArtifactStore
 ) -> None:
     dev = SimDevice(live, "sim-table")
     with live.http(live.user_token) as c:
@@ -429,7 +430,7 @@ def test_gc_frees_unreferenced_artifacts_and_keeps_the_rest(
     model_files: dict[str, Path],
     tmp_path: Path,
     sessions: sessionmaker[Session],
-    store: ArtifactStore,
+    store: LocalArtifactStore,
 ) -> None:
     old = stored_artifact(sessions, store, os.urandom(4096), age_s=7200)
     fresh = stored_artifact(sessions, store, os.urandom(2048), age_s=0)
@@ -469,7 +470,7 @@ def test_gc_frees_unreferenced_artifacts_and_keeps_the_rest(
 
 
 def test_gc_never_takes_the_file_of_an_upload_that_claimed_it(
-    live: Live, sessions: sessionmaker[Session], store: ArtifactStore
+    live: Live, sessions: sessionmaker[Session], store: LocalArtifactStore
 ) -> None:
     """An upload of the same bytes claims the row before relying on the file; a collection
     running meanwhile waits for that transaction and then spares the artifact."""
@@ -507,7 +508,7 @@ def test_gc_runs_periodically(tmp_path: Path) -> None:
         engine = make_engine(settings.resolved_database_url)
         try:
             own = make_session_factory(engine)
-            st = ArtifactStore(settings.artifacts_dir)
+            st = LocalArtifactStore(settings.artifacts_dir)
             sha = stored_artifact(own, st, os.urandom(500), age_s=1)
             deadline = time.monotonic() + 10
             while st.path_for(sha).exists():

@@ -305,3 +305,53 @@ def test_dashboard_pages_and_the_plotly_bundle_are_served(live: Live) -> None:
         assert js.status_code == 200 and "javascript" in js.headers["content-type"]
         assert js.content.startswith(b"/**\n* plotly.js v") and len(js.content) > 1_000_000
         assert b"window.Plotly" in js.content[-200:]
+
+
+# ----------------------------------------------------------------------------- overlaid series
+def test_each_series_has_its_own_front(
+    live: Live, seeded: tuple[Ghost, dict[str, int], Seeder]
+) -> None:
+    """The dashboard overlays series (device x runtime x precision) with one GET /pareto each:
+    the same models measured on a second runtime form a front of their own, checked against
+    the brute-force definition, and neither series' points leak into the other's."""
+    ghost, ids, seeder = seeded
+    r = ghost.http.post(
+        "/agents/register",
+        json={
+            "name": ghost.name,
+            "class": "cpu",
+            "runtimes": {"onnxruntime": "1.0", "pytorch": "2.0"},
+        },
+    )
+    assert r.status_code == 200, r.text
+    # On pytorch the ranking changes: the big models are relatively faster, the ties split.
+    second = {"tie-a": 1.5, "tie-b": 0.9, "slow-same-acc": 3.0, "mid": 2.5, "mid-worse": 2.4}
+    second |= {"big": 2.4, "huge": 9.0}
+    for name, p50 in second.items():
+        target = {"runtime": "pytorch", "device": ghost.name}
+        b = seeder.http.post("/benchmarks", json={"model_id": ids[name], "targets": [target]})
+        assert b.status_code == 202, b.text
+        job = ghost.lease()
+        assert job is not None and job["runtime"] == "pytorch"
+        assert ghost.report(job["id"], stats(p50)).status_code == 201
+    accuracy = {name: top1 for name, _, top1, _ in SET}
+    series = {
+        "onnxruntime": {ids[n]: (lat, accuracy[n]) for n, lat, _, _ in SET},
+        "pytorch": {ids[n]: (lat, accuracy[n]) for n, lat in second.items()},
+    }
+    fronts = {}
+    for runtime, points in series.items():
+        body = get(live, device=ghost.name, runtime=runtime).json()
+        assert body["runtime"] == runtime and body["device"] == ghost.name
+        got = {p["model_id"]: (p["latency_ms"], p["accuracy"]) for p in body["points"]}
+        assert got == points, runtime
+        expected = brute_front([(k, lat, acc) for k, (lat, acc) in points.items()])
+        assert set(body["front"]) == expected, runtime
+        assert all(p["on_front"] == (p["model_id"] in expected) for p in body["points"])
+        fronts[runtime] = body["front"]
+    assert fronts["pytorch"] == [ids["tie-b"], ids["big"]]
+    assert fronts["onnxruntime"] == [ids["tie-a"], ids["tie-b"], ids["mid"], ids["big"]]
+    with live.http(live.user_token) as c:
+        targets = c.get("/pareto/options").json()["targets"]
+    mine = {t["runtime"]: t["models"] for t in targets if t["device"] == ghost.name}
+    assert mine == {"onnxruntime": len(SET) + 1, "pytorch": len(second)}

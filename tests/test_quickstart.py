@@ -12,6 +12,7 @@ no-op, and follow the README with the CLI and the default token file.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -66,10 +67,23 @@ def _port_free(port: int) -> bool:
     return True
 
 
+def _setup_stamp() -> Path:
+    """The Makefile's setup stamp for the current pyproject/Makefile/constraints."""
+    digest = hashlib.sha256(
+        b"".join((REPO / n).read_bytes() for n in ("pyproject.toml", "Makefile", "constraints.txt"))
+    ).hexdigest()[:12]
+    return REPO / ".venv" / f".installed-{digest}"
+
+
 @contextlib.contextmanager
 def make_run(clone: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    if not (REPO / ".venv" / "bin" / "latencylab").exists():
-        pytest.skip("no set-up .venv in the checkout to reuse (run `make setup` first)")
+    # The copy shares this checkout's .venv: were its setup stale, `make run` would reinstall
+    # the package from the copy (an editable install pointing into a temp dir). Never do that.
+    if not _setup_stamp().is_file():
+        pytest.skip(
+            "this checkout's .venv is not set up for its current pyproject.toml/"
+            "Makefile/constraints.txt: run `make setup` (make test does) first"
+        )
     with log.open("wb") as fh:
         proc = subprocess.Popen(
             ["make", "run"], cwd=clone, env=env, stdout=fh, stderr=subprocess.STDOUT,

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from agents.measure.repeats import pool
+from latencylab.quality import RepeatRun, between_runs
 from latencylab.schemas import LatencyStats, MeasureResult
 from tests.conftest import FAST, Live
 
@@ -44,6 +45,16 @@ def test_pool_concatenates_repeats_in_order() -> None:
     assert [r.pid for r in out.repeats.runs] == [10, 30, 20]
     assert out.repeats.p50_spread == 2.05 / 1.1 - 1
     assert out.latency_ms is not None and out.latency_ms.p50 == statistics.median(out.times_ms)
+
+
+def test_a_report_whose_repeats_do_not_cover_its_times_is_refused() -> None:
+    summary = between_runs([RepeatRun(index=0, runs=2, p50_ms=1.0, mean_ms=1.0),
+                            RepeatRun(index=1, runs=2, p50_ms=1.1, mean_ms=1.1)])  # fmt: skip
+    lat = LatencyStats(min=1.0, mean=1.0, p50=1.0, p90=None, p95=None, p99=None, max=1.1, std=None)
+    ok = {"status": "succeeded", "latency_ms": lat, "runs": 4, "repeats": summary}
+    assert MeasureResult(**ok, times_ms=[1.0, 1.0, 1.1, 1.1]).repeats == summary
+    with pytest.raises(ValueError, match=r"repeats\.runs add up to 4 runs but times_ms holds 3"):
+        MeasureResult(**ok, times_ms=[1.0, 1.0, 1.1])
 
 
 def test_repeats_run_in_fresh_processes_and_report_between_run_figures(

@@ -34,7 +34,7 @@ from sqlalchemy import create_engine, func, select
 
 from agents.runners.base import InputsTooLarge, check_inputs_fit, random_tensor
 from db.models import Model
-from server.artifacts import ArtifactStore, StorageFull
+from server.artifacts import LocalArtifactStore, StorageFull
 from tests.conftest import FAST, REPO, SERVER_ENV, Live, _env, _stop, _wait_for, free_port
 
 TINY_FS_MB = 24
@@ -229,7 +229,7 @@ def test_a_full_disk_at_the_last_flush_discards_the_temp_file(tmp_path: Path) ->
     """The final buffered chunk reaches the disk only at close(): ENOSPC there is a 507 too,
     and the temporary file is gone (it used to leak: close() sat outside the try)."""
     with tiny_fs(tmp_path / "mnt", 4) as mnt:
-        store = ArtifactStore(mnt / "artifacts")
+        store = LocalArtifactStore(mnt / "artifacts")
         filler = fill(mnt)
         pending = store.open_pending(limit=2**20)
         pending.write(b"x" * 100)  # buffered: no write(2) yet

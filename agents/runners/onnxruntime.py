@@ -194,7 +194,7 @@ class OnnxRuntimeRunner(Runner):
         if self.spec.threads == 0:
             env["threads_note"] = "0 = onnxruntime default (one per physical core)"
         if {"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(self._providers):
-            from agents.gpu import gpu_environment, nvml_index
+            from agents.nvml import gpu_environment, nvml_index
 
             env.update(gpu_environment(nvml_index(self.spec.options)))
         return env

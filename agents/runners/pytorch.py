@@ -152,7 +152,7 @@ class PyTorchRunner(Runner):
         self.is_active = True
 
     def _gpu_mem_before_load(self, torch: Any) -> None:
-        from agents.gpu import gpu_memory_used_mb, nvml_index
+        from agents.nvml import gpu_memory_used_mb, nvml_index
 
         dev = torch.device(self._device)
         torch.cuda.init()
@@ -163,7 +163,7 @@ class PyTorchRunner(Runner):
         self._gpu_mem["torch_allocated_before_load_mb"] = torch.cuda.memory_allocated(dev) / _MB
 
     def _gpu_mem_after_load(self, torch: Any) -> None:
-        from agents.gpu import gpu_memory_used_mb, nvml_index
+        from agents.nvml import gpu_memory_used_mb, nvml_index
 
         dev = torch.device(self._device)
         torch.cuda.synchronize(dev)
@@ -172,7 +172,7 @@ class PyTorchRunner(Runner):
         mem["nvml_used_after_load_mb"] = gpu_memory_used_mb(nvml_index(self.spec.options))
 
     def _gpu_mem_report(self) -> dict[str, Any]:
-        from agents.gpu import with_nvml_load_delta
+        from agents.nvml import with_nvml_load_delta
 
         torch = _torch()
         dev = torch.device(self._device)
@@ -302,7 +302,7 @@ class PyTorchRunner(Runner):
             if torch.cuda.is_available():
                 env["gpu_name"] = torch.cuda.get_device_name(torch.device(self._device))
                 env["gpu_memory"] = self._gpu_mem_report()
-            from agents.gpu import gpu_environment, nvml_index
+            from agents.nvml import gpu_environment, nvml_index
 
             env.update(gpu_environment(nvml_index(self.spec.options)))
         if self.spec.precision == "int8":

@@ -9,7 +9,7 @@ NVIDIA's TensorRT 10 samples use it, it is small, exists on Jetson and x86, and 
 multi-GB CUDA torch off TensorRT-only hosts.
 
 ``spec.options``: ``input_shapes`` ({name: shape}), ``include_transfers``, ``dla_core``,
-``cuda_device`` (CUDA ordinal, default 0), ``gpu_index`` (NVML index, see agents.gpu).
+``cuda_device`` (CUDA ordinal, default 0), ``gpu_index`` (NVML index, see agents.nvml).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.gpu import gpu_environment, gpu_memory_used_mb, nvml_index, with_nvml_load_delta
+from agents.nvml import gpu_environment, gpu_memory_used_mb, nvml_index, with_nvml_load_delta
 from latencylab.schemas import LayerProfile, MeasureSpec, TensorSpec
 
 from .base import Runner, concrete_shape, random_tensor

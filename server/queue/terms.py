@@ -108,7 +108,9 @@ def write_device_terms(session: Session, device: Device) -> None:
     session.query(DeviceTerm).filter(DeviceTerm.device_id == device.id).delete(
         synchronize_session=False
     )
-    session.add_all(DeviceTerm(device_id=device.id, key=k, value=v) for k, v in device_terms(device))
+    session.add_all(
+        DeviceTerm(device_id=device.id, key=k, value=v) for k, v in device_terms(device)
+    )
     session.flush()
 
 

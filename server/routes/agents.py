@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from db.models import ApiToken, Device, Job
@@ -18,9 +20,10 @@ from latencylab.schemas import (
     ResultPublic,
 )
 from server.artifacts import UploadTooLarge
-from server.deps import CurrentAgent, SessionDep, StateDep
+from server.deps import AppState, CurrentAgent, SessionDep, StateDep, commit
 from server.errors import ApiError
 from server.openapi import AUTH, errors
+from server.queue import lifecycle
 from server.store import artifacts as artifact_store
 from server.store import benchmarks as bench_store
 from server.store import bindings
@@ -73,7 +76,7 @@ def register(
     until an admin releases the device (``POST /devices/{id}/release``) or revokes that token.
     A token scoped to device names gets 403 ``forbidden`` for a name outside its scope."""
     try:
-        device = bindings.register_device(session, body, token)
+        device = bindings.register_device(state.context(session), body, token)
     except bindings.DeviceTaken as exc:
         raise ApiError(409, ErrorCode.device_taken, str(exc)) from exc
     except bindings.DeviceOutOfScope as exc:
@@ -81,7 +84,7 @@ def register(
     return store.device_public(session, device, state.settings.offline_after_s)
 
 
-@router.post("/{device_id}/heartbeat", responses=errors(400, 404, 409, 422))
+@router.post("/{device_id}/heartbeat", responses=errors(400, 404, 409, 422, 503))
 def heartbeat(
     device_id: Id, body: Heartbeat, session: SessionDep, state: StateDep, token: CurrentAgent
 ) -> dict[str, bool]:
@@ -89,31 +92,81 @@ def heartbeat(
     longer this device's (lease expired, requeued, finished); abandon it."""
     device = _own_device(session, device_id, token)
     try:
-        job_store.heartbeat(session, device, body.job_id, body.progress, state.settings.lease_s)
-    except job_store.LeaseLost as exc:
+        lifecycle.heartbeat(state.context(session), device, body.job_id, body.progress)
+    except lifecycle.LeaseLost as exc:
         session.commit()  # the device was seen all the same
         raise ApiError(409, ErrorCode.lease_lost, str(exc)) from exc
     return {"keep": True}
 
 
+def _try_lease(
+    state: AppState, session: Session, device_id: int, token: ApiToken
+) -> LeasedJob | None:
+    """One lease attempt in its own transaction: the answer, or None (nothing for it)."""
+    device = _own_device(session, device_id, token)
+    ctx = state.context(session)
+    try:
+        job = lifecycle.lease(ctx, device)
+    except lifecycle.LeaseConflict as exc:
+        raise ApiError(409, ErrorCode.conflict, str(exc)) from exc
+    answer = job_store.leased(ctx, job) if job is not None else None
+    commit(session, state)
+    return answer
+
+
+def _has_work(state: AppState, device_id: int) -> bool:
+    with state.read_sessions() as session:
+        return lifecycle.has_work(session, device_id)
+
+
+WaitS = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=600,
+        description="Long-poll: wait up to this many seconds for a job before answering 204 "
+        "(capped by LATENCYLAB_LEASE_WAIT_MAX_S); 0: answer at once",
+    ),
+]
+
+
 @router.post(
     "/{device_id}/lease",
     response_model=LeasedJob,
-    responses={204: {"description": "No job for this device right now"}, **errors(404, 409, 422)},
+    responses={
+        204: {"description": "No job for this device (within wait_s)"},
+        **errors(404, 409, 422, 503),
+    },
 )
-def lease(
-    device_id: Id, session: SessionDep, state: StateDep, token: CurrentAgent
+async def lease(
+    device_id: Id,
+    request: Request,
+    session: SessionDep,
+    state: StateDep,
+    token: CurrentAgent,
+    wait_s: WaitS = 0,
 ) -> LeasedJob | Response:
-    """Lease the oldest queued job this device can run (one at a time, with an expiring lease)."""
-    device = _own_device(session, device_id, token)
-    try:
-        job = job_store.lease_job(session, device, state.settings.lease_s)
-    except job_store.LeaseConflict as exc:
-        raise ApiError(409, ErrorCode.conflict, str(exc)) from exc
-    job_store.heartbeat(session, device, None, {}, state.settings.lease_s)
-    if job is None:
-        return Response(status_code=status.HTTP_204_NO_CONTENT)
-    return job_store.leased(session, job)
+    """Lease the oldest queued job this device can run (one at a time, with an expiring
+    lease). With ``wait_s`` the request waits for one to be queued (a long-poll holding no
+    database connection meanwhile): a job queued on this coordinator process is handed out
+    at once, one queued through another replica within ``LATENCYLAB_LEASE_RECHECK_S``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(wait_s, state.settings.lease_wait_max_s)
+    seen = state.signal.generation
+    answer = await run_in_threadpool(_try_lease, state, session, device_id, token)
+    while answer is None:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        # Woken by a job queued in this process, or time for the re-check (jobs queued
+        # through other replicas); a cheap read first, then the write transaction.
+        await state.signal.wait(seen, min(remaining, state.settings.lease_recheck_s))
+        seen = state.signal.generation
+        if await request.is_disconnected():  # nobody to hand a job to
+            return Response(status_code=status.HTTP_204_NO_CONTENT)
+        if await run_in_threadpool(_has_work, state, device_id):
+            answer = await run_in_threadpool(_try_lease, state, session, device_id, token)
+    return answer
 
 
 @router.post(
@@ -121,7 +174,7 @@ def lease(
     response_model=ResultPublic,
     responses={
         201: {"model": ResultPublic, "description": "The first report: the result was stored"},
-        **errors(400, 404, 409, 422),
+        **errors(400, 404, 409, 422, 503),
     },
 )
 def report(
@@ -130,19 +183,19 @@ def report(
     body: JobReport,
     response: Response,
     session: SessionDep,
+    state: StateDep,
     token: CurrentAgent,
 ) -> ResultPublic:
-    """Report a job's measurement; repeating a report returns the stored result (idempotent)."""
+    """Report a job's measurement; repeating a report -- even concurrently -- returns the
+    stored result with 200 (idempotent)."""
     device = _own_device(session, device_id, token)
     try:
-        before = job_store.get_job(session, job_id)
-        existed = before is not None and before.result is not None
-        row = job_store.report_result(session, device, job_id, body.result)
+        row, created = job_store.report_result(state.context(session), device, job_id, body.result)
     except KeyError as exc:
         raise ApiError(404, ErrorCode.not_found, f"job {job_id} does not exist") from exc
-    except job_store.LeaseLost as exc:
+    except lifecycle.LeaseLost as exc:
         raise ApiError(409, ErrorCode.lease_lost, str(exc)) from exc
-    response.status_code = status.HTTP_200_OK if existed else status.HTTP_201_CREATED
+    response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     session.refresh(row)
     return bench_store.result_public(row)
 
@@ -171,20 +224,18 @@ async def upload_artifact(
     session: SessionDep,
     state: StateDep,
     token: CurrentAgent,
-    format: Annotated[
-        Text, Query(max_length=32, description="tflite, openvino, coreml, log, ...")
-    ],
+    format: Annotated[Text, Query(max_length=32, description="tflite, openvino, coreml, log, ...")],
 ) -> dict[str, Any]:
-    """Upload a file a job produced (a converted artifact or a log) into the artifact store."""
+    """Upload a file a job produced (a converted artifact or a log) into the artifact store,
+    through the coordinator. Ask ``POST .../uploads`` first: with object storage the ticket
+    is a presigned URL and the bytes bypass the coordinator (this route still accepts them)."""
     device = await run_in_threadpool(_own_device, session, device_id, token)
-    job = await run_in_threadpool(_held_job, session, device, job_id)
-    if job.device_id != device.id or job.status != "running":
-        raise ApiError(
-            409,
-            ErrorCode.lease_lost,
-            f"job {job_id} is not held by device '{device.name}' (its lease expired or it was "
-            "requeued); nothing was stored",
-        )
+    await run_in_threadpool(_held_job, session, device, job_id)
+    try:
+        await run_in_threadpool(lifecycle.holds, session, device, job_id)
+    except lifecycle.LeaseLost as exc:
+        raise ApiError(409, ErrorCode.lease_lost, f"{exc}; nothing was stored") from exc
+    await run_in_threadpool(commit, session, state)  # no lock or connection during the upload
     try:
         form = await receive_form(request, state.store, state.settings.max_upload_bytes)
     except UploadTooLarge as exc:
@@ -208,24 +259,16 @@ def report_conversion(
     job_id: Id,
     body: ConversionOutcome,
     session: SessionDep,
+    state: StateDep,
     token: CurrentAgent,
 ) -> ConversionPublic:
     """Report a conversion job's outcome (upload its artifact and log first); idempotent."""
     device = _own_device(session, device_id, token)
     job = _held_job(session, device, job_id, "convert")
-    conv = conv_store.get(session, job.conversion_id) if job.conversion_id else None
-    finished_here = (
-        conv is not None and conv.job_id == job.id and conv.status in ("succeeded", "failed")
-    )
-    if not finished_here and (job.device_id != device.id or job.status != "running"):
-        raise ApiError(
-            409,
-            ErrorCode.lease_lost,
-            f"job {job_id} is not held by device '{device.name}' (its lease expired or it was "
-            "requeued)",
-        )
     try:
-        conv = conv_store.report(session, job, body)
+        conv = conv_store.report(state.context(session), device, job, body)
+    except lifecycle.LeaseLost as exc:
+        raise ApiError(409, ErrorCode.lease_lost, str(exc)) from exc
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
     return conv_store.public(session, conv)

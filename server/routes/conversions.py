@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 
 from latencylab.conversions import ConversionCreate, ConversionPublic
 from latencylab.fields import Id
+from server.artifacts import artifact_response
 from server.deps import CurrentUser, SessionDep, StateDep
 from server.openapi import AUTH, errors
 from server.store import conversions as store
@@ -54,7 +55,7 @@ def get_conversion(conversion_id: Id, session: SessionDep, _: CurrentUser) -> Co
 
 @router.get(
     "/conversions/{conversion_id}/log",
-    response_class=FileResponse,
+    response_class=Response,
     responses={
         200: {"description": "The log", "content": {"text/plain": {"schema": {"type": "string"}}}},
         **errors(404, 422),
@@ -62,13 +63,15 @@ def get_conversion(conversion_id: Id, session: SessionDep, _: CurrentUser) -> Co
 )
 def get_conversion_log(
     conversion_id: Id, session: SessionDep, state: StateDep, _: CurrentUser
-) -> FileResponse:
-    """Download the converter's full log (text)."""
+) -> Response:
+    """Download the converter's full log (text), served by the coordinator whatever the
+    artifact store."""
     conv = store.get(session, conversion_id)
     if conv is None or not conv.log_sha256 or not state.store.exists(conv.log_sha256):
         raise HTTPException(404, f"conversion {conversion_id} has no log (yet)")
-    return FileResponse(
-        state.store.path_for(conv.log_sha256),
+    return artifact_response(
+        state.store,
+        conv.log_sha256,
         media_type="text/plain; charset=utf-8",
         filename=f"conversion-{conversion_id}.log",
     )

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException
-from sqlalchemy import select
 
-from db.models import Job
 from latencylab.errors import ErrorCode
 from latencylab.fields import Id
 from latencylab.schemas import DevicePublic, JobPublic, JobStatus
@@ -20,9 +18,8 @@ router = APIRouter(tags=["devices"], responses=AUTH)
 @router.get("/devices", response_model=list[DevicePublic], response_model_by_alias=True)
 def list_devices(session: SessionDep, state: StateDep, _: CurrentUser) -> list[DevicePublic]:
     """The fleet: class, runtimes with versions, attributes, online/offline, current job."""
-    queued = list(session.scalars(select(Job).where(Job.status == "queued")))
     return [
-        store.device_public(session, d, state.settings.offline_after_s, queued)
+        store.device_public(session, d, state.settings.offline_after_s)
         for d in store.list_devices(session)
     ]
 
@@ -42,7 +39,8 @@ def release_device(
     device = store.get_device(session, device_id)
     if device is None:
         raise ApiError(404, ErrorCode.not_found, f"device {device_id} does not exist")
-    bindings.release_device(session, device, f"device '{device.name}' was released by an admin")
+    why = f"device '{device.name}' was released by an admin"
+    bindings.release_device(state.context(session), device, why)
     return store.device_public(session, device, state.settings.offline_after_s)
 
 

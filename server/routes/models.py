@@ -6,11 +6,13 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
+from latencylab.errors import default_code
 from latencylab.fields import MAX_INT64, Id
 from latencylab.schemas import ModelPublic, ModelUpdate
 from server.artifacts import UploadTooLarge
 from server.deps import CurrentUser, SessionDep, StateDep
-from server.formats import ModelRejected
+from server.errors import ApiError
+from server.formats import InspectLimits, ModelRejected
 from server.openapi import AUTH, errors
 from server.store import model_delete as deleting
 from server.store import models as store
@@ -64,10 +66,11 @@ async def upload_model(
             name=form.fields.get("name"),
             metadata_raw=form.fields.get("metadata"),
             owner_token_id=token.id,
-            max_unpacked=4 * state.settings.max_upload_bytes,
+            limits=InspectLimits.of(state.settings),
         )
     except ModelRejected as exc:
-        raise HTTPException(exc.status_code, exc.message) from exc
+        code = exc.code or default_code(exc.status_code)
+        raise ApiError(exc.status_code, code, exc.message) from exc
     return store.model_public(model)
 
 
@@ -128,7 +131,7 @@ def delete_model(
     409 `model_busy` (retry when it has finished), a model a latency table uses a 409
     `model_in_use`. Afterwards the artifacts nothing needs any more (the model's file, its
     conversions) are garbage-collected at once."""
-    shas = deleting.delete_model(session, model_id, token, results)
+    shas = deleting.delete_model(state.context(session), model_id, token, results)
     session.commit()
     try:
         collect_garbage(state.sessions, state.store, grace_s=0, only=shas)

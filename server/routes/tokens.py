@@ -5,7 +5,7 @@ from fastapi import APIRouter, status
 from latencylab.errors import ErrorCode
 from latencylab.fields import Id
 from latencylab.schemas import TokenCreate, TokenPublic
-from server.deps import AnyToken, CurrentAdmin, SessionDep
+from server.deps import AnyToken, CurrentAdmin, SessionDep, StateDep
 from server.errors import ApiError
 from server.openapi import AUTH, errors
 from server.store import tokens as store
@@ -46,7 +46,9 @@ def whoami(session: SessionDep, token: AnyToken) -> TokenPublic:
     response_model=TokenPublic,
     responses={**AUTH, **errors(404, 409, 422)},
 )
-def revoke_token(token_id: Id, session: SessionDep, _: CurrentAdmin) -> TokenPublic:
+def revoke_token(
+    token_id: Id, session: SessionDep, state: StateDep, _: CurrentAdmin
+) -> TokenPublic:
     """Revoke a token (admin only): from now on it gets 401 ``token_revoked``. The devices
     registered with it are released (their running jobs go back to the queue), so a new token
     may register those names. Idempotent. The last active admin token cannot be revoked (409):
@@ -55,7 +57,7 @@ def revoke_token(token_id: Id, session: SessionDep, _: CurrentAdmin) -> TokenPub
     if row is None:
         raise ApiError(404, ErrorCode.not_found, f"token {token_id} does not exist")
     try:
-        store.revoke_token(session, row)
+        store.revoke_token(state.context(session), row)
     except store.LastAdminToken as exc:
         raise ApiError(409, ErrorCode.conflict, str(exc)) from exc
     return store.one_public(session, row)

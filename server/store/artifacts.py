@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.models import Artifact, utcnow
-from server.artifacts import PendingFile
+from server.artifacts import Pending
 
 
 def claim(session: Session, sha256: str, *, purged_ok: bool = True) -> bool:
@@ -30,7 +30,7 @@ def claim(session: Session, sha256: str, *, purged_ok: bool = True) -> bool:
     return res.rowcount == 1  # type: ignore[attr-defined]
 
 
-def add_artifact(session: Session, pending: PendingFile, fmt: str) -> tuple[str, int, bool]:
+def add_artifact(session: Session, pending: Pending, fmt: str) -> tuple[str, int, bool]:
     """File the streamed upload under its hash and record it (once).
 
     The row is claimed (or inserted) *before* the file moves into place, so a concurrent

@@ -18,6 +18,8 @@ from latencylab.schemas import (
     ResultPublic,
     Target,
 )
+from latencylab.status import UNFINISHED, JobStatus
+from server.queue import lifecycle
 from server.store import conversions, quality
 from server.store.devices import (
     SelectorError,
@@ -190,25 +192,25 @@ def create_benchmark(
                 max_attempts,
             )
             job.conversion_id = conv.id
-            if conv.status == "succeeded":
+            if conv.status == JobStatus.succeeded:
                 job.artifact_sha256 = conv.artifact_sha256
             else:  # released (or failed) when the conversion ends
                 job.artifact_sha256 = None
-                job.status = "waiting"
+                job.status = JobStatus.waiting
                 job.progress = {"phase": "converting", "conversion_id": conv.id}
-        session.add(job)
-    session.flush()
+        lifecycle.enqueue(session, job)
     return bench
 
 
 def aggregate_status(statuses: list[str]) -> str:
-    if not statuses or all(s == "queued" for s in statuses):
+    """One status for a benchmark's jobs (a cancelled job counts as failed)."""
+    if not statuses or all(s == JobStatus.queued for s in statuses):
         return "queued"
-    if any(s in ("waiting", "queued", "running") for s in statuses):
+    if any(s in UNFINISHED for s in statuses):
         return "running"
-    if all(s == "succeeded" for s in statuses):
+    if all(s == JobStatus.succeeded for s in statuses):
         return "succeeded"
-    if all(s == "failed" for s in statuses):
+    if all(s in (JobStatus.failed, JobStatus.cancelled) for s in statuses):
         return "failed"
     return "partial"
 

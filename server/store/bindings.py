@@ -11,10 +11,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import ApiToken, Device, Job, utcnow
+from db.models import ApiToken, Device
 from latencylab.schemas import DeviceRegister
+from server.queue import lifecycle
+from server.queue.kinds import JobContext
+from server.queue.terms import write_device_terms
 from server.security import device_in_scope
-from server.store.jobs import requeue_or_fail
 
 
 class DeviceTaken(Exception):
@@ -52,16 +54,11 @@ def _out_of_scope_message(token: ApiToken, name: str) -> str:
     )
 
 
-def _free_jobs(session: Session, device: Device, reason: str) -> None:
-    for job in session.scalars(
-        select(Job).where(Job.device_id == device.id, Job.status == "running")
-    ):
-        requeue_or_fail(job, reason)
-
-
-def register_device(session: Session, body: DeviceRegister, token: ApiToken) -> Device:
-    """Create or update the device of that name for ``token``; a re-registering agent frees
-    its old jobs. Raises ``DeviceOutOfScope`` or ``DeviceTaken``."""
+def register_device(ctx: JobContext, body: DeviceRegister, token: ApiToken) -> Device:
+    """Create or update the device of that name for ``token`` (and the terms its selectors
+    match, ``server.queue.terms``); a re-registering agent frees its old jobs. Raises
+    ``DeviceOutOfScope`` or ``DeviceTaken``."""
+    session = ctx.session
     if not device_in_scope(token.device_scope, body.name):
         raise DeviceOutOfScope(_out_of_scope_message(token, body.name))
     query = select(Device).where(Device.name == body.name).with_for_update()
@@ -83,20 +80,21 @@ def register_device(session: Session, body: DeviceRegister, token: ApiToken) -> 
     device.attributes = dict(body.attributes)
     device.info = dict(body.info)
     device.token_id = token.id
-    device.last_seen = utcnow()
-    session.flush()
+    device.last_seen = ctx.now()
+    write_device_terms(session, device)
     # An agent that (re)starts holds nothing: whatever it held before goes back to the queue.
-    _free_jobs(session, device, f"agent for device '{device.name}' restarted while holding the job")
+    why = f"agent for device '{device.name}' restarted while holding the job"
+    lifecycle.release_device(ctx, device, why)
     return device
 
 
-def release_device(session: Session, device: Device, reason: str) -> Device:
+def release_device(ctx: JobContext, device: Device, reason: str) -> Device:
     """Unbind ``device`` from its token (any token may then register the name); its running
     jobs go back to the queue. Releasing a free device changes nothing."""
     if device.token_id is not None:
         device.token_id = None
-        _free_jobs(session, device, reason)
-        session.flush()
+        ctx.session.flush()
+        lifecycle.release_device(ctx, device, reason)
     return device
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.conversions import Conversion
-from db.models import Artifact, Device, Job, Model, Result, utcnow
+from db.models import Artifact, Device, Job, Model, Result
 from latencylab.conversions import (
     ArtifactRef,
     ConversionError,
@@ -19,9 +19,11 @@ from latencylab.conversions import (
     ConversionTask,
     Validation,
 )
+from latencylab.status import JobStatus
+from server.queue import lifecycle
+from server.queue.kinds import JobContext, PlainKind
 from server.store.artifacts import claim
 from server.store.devices import can_take, list_devices
-from server.store.hooks import on_job_finished
 
 # The format each runtime runs, and the formats each runtime takes without a conversion.
 RUNTIME_FORMAT = {
@@ -98,7 +100,7 @@ def _reusable(session: Session, key: str) -> Conversion | None:
         .outerjoin(Artifact, Artifact.sha256 == Conversion.artifact_sha256)
         .where(
             Conversion.reuse_key == key,
-            Conversion.status != "failed",
+            Conversion.status != JobStatus.failed,
             Artifact.purged_at.is_(None),
         )
         .order_by(Conversion.id.desc())
@@ -158,8 +160,7 @@ def get_or_create(
         settings={},
         max_attempts=max_attempts,
     )
-    session.add(job)
-    session.flush()
+    lifecycle.enqueue(session, job)
     conv.job_id = job.id
     return conv, True
 
@@ -179,36 +180,55 @@ def task_for(session: Session, job: Job) -> ConversionTask | None:
     )
 
 
-def _finish(session: Session, conv: Conversion, ok: bool, error: dict[str, Any] | None) -> None:
-    conv.status = "succeeded" if ok else "failed"
+def _finish(ctx: JobContext, conv: Conversion, ok: bool, error: dict[str, Any] | None) -> None:
+    """The conversion ended: its waiting benchmark jobs are released onto the converted
+    artifact, or fail with the conversion's error (in the same transaction)."""
+    conv.status = JobStatus.succeeded if ok else JobStatus.failed
     conv.error = error
-    conv.finished_at = utcnow()
-    for job in session.scalars(
-        select(Job).where(
-            Job.conversion_id == conv.id, Job.kind != "convert", Job.status == "waiting"
+    conv.finished_at = ctx.now()
+    if ok and conv.artifact_sha256:
+        lifecycle.release_waiting(ctx, conv.id, conv.artifact_sha256)
+        return
+    waiting = ctx.session.scalars(
+        select(Job.id).where(
+            Job.conversion_id == conv.id,
+            Job.kind != "convert",
+            Job.status == JobStatus.waiting,
         )
-    ):
-        if ok:
-            job.artifact_sha256 = conv.artifact_sha256
-            job.status = "queued"
-            job.progress = {}
-        else:
-            job.status = "failed"
-            job.error = f"conversion to {conv.target} failed: {error_line(error)}"
-            job.finished_at = utcnow()
+    )
+    reason = f"conversion to {conv.target} failed: {error_line(error)}"
+    lifecycle.end_unstarted(ctx, list(waiting), JobStatus.failed, reason)
 
 
-def report(session: Session, job: Job, outcome: ConversionOutcome) -> Conversion:
-    """Store a converter's outcome (idempotent: a retried report changes nothing)."""
+def report(ctx: JobContext, device: Device, job: Job, outcome: ConversionOutcome) -> Conversion:
+    """Store a converter's outcome and end its job (idempotent: a retried report changes
+    nothing). ``LeaseLost`` if the device does not hold the job."""
+    session = ctx.session
     conv = session.get(Conversion, job.conversion_id) if job.conversion_id else None
     if conv is None:
         raise KeyError(job.id)
-    if conv.status in ("succeeded", "failed") and conv.job_id == job.id:
+    if conv.status in (JobStatus.succeeded, JobStatus.failed) and conv.job_id == job.id:
         return conv
+    try:
+        with session.begin_nested():  # a concurrent duplicate report: undone, see below
+            _store_outcome(ctx, device, job, conv, outcome)
+    except lifecycle.LeaseLost:
+        session.refresh(conv)
+        if conv.status in (JobStatus.succeeded, JobStatus.failed) and conv.job_id == job.id:
+            return conv  # the same report, a moment earlier
+        raise
+    return conv
+
+
+def _store_outcome(
+    ctx: JobContext, device: Device, job: Job, conv: Conversion, outcome: ConversionOutcome
+) -> None:
+    session = ctx.session
+    lifecycle.holds(session, device, job.id)  # before anything is claimed or written
     for sha in (outcome.artifact_sha256, outcome.log_sha256):
         if sha and not claim(session, sha, purged_ok=False):  # claimed: GC spares it
             raise ValueError(f"artifact {sha} was not uploaded; upload it before reporting")
-    ok = outcome.status == "succeeded" and outcome.artifact_sha256 is not None
+    ok = outcome.status == JobStatus.succeeded and outcome.artifact_sha256 is not None
     conv.artifact_sha256 = outcome.artifact_sha256
     conv.artifact_meta = dict(outcome.artifact_metadata)
     conv.validation = outcome.validation.model_dump() if outcome.validation else None
@@ -217,29 +237,42 @@ def report(session: Session, job: Job, outcome: ConversionOutcome) -> Conversion
     error = outcome.error.model_dump() if outcome.error else None
     if not ok and error is None:
         error = {"step": "convert", "message": "the converter reported no artifact"}
-    job.status = "succeeded" if ok else "failed"
-    job.error = error_line(error) if error else None
-    job.finished_at = utcnow()
-    job.lease_expires_at = None
-    job.progress = {"phase": "done"}
-    _finish(session, conv, ok, error)
+    conv.error = error
     session.flush()
-    return conv
+    lifecycle.finish(ctx, device, job.id, ok, error_line(error) if error else None)
 
 
-@on_job_finished("convert")
-def _convert_job_lost(session: Session, job: Job, result: Result | None) -> None:
-    """A convert job that failed without a report (its leases ran out) fails its conversion."""
-    conv = session.get(Conversion, job.conversion_id) if job.conversion_id else None
-    if conv is not None and conv.status not in ("succeeded", "failed"):
-        _finish(session, conv, False, {"step": "run", "message": job.error or "converter lost"})
+class ConvertKind(PlainKind):
+    """Convert jobs: the conversion runs while its job does and ends with it."""
+
+    def on_leased(self, ctx: JobContext, job: Job) -> None:
+        conv = ctx.session.get(Conversion, job.conversion_id) if job.conversion_id else None
+        if conv is not None and conv.status == JobStatus.queued:
+            conv.status = JobStatus.running
+
+    def lease_extra(self, ctx: JobContext, job: Job) -> dict[str, Any]:
+        return {"conversion": task_for(ctx.session, job)}
+
+    def on_finished(self, ctx: JobContext, job: Job, result: Result | None) -> None:
+        """Reported (the outcome is on the conversion already), or ended without a report
+        (leases ran out, cancelled): the conversion ends with the job."""
+        conv = ctx.session.get(Conversion, job.conversion_id) if job.conversion_id else None
+        if conv is None or conv.status in (JobStatus.succeeded, JobStatus.failed):
+            return
+        ok = job.status == JobStatus.succeeded and conv.artifact_sha256 is not None
+        lost = {"step": "run", "message": job.error or "converter lost"}
+        _finish(ctx, conv, ok, None if ok else (conv.error or lost))
 
 
-def mark_running(session: Session, job: Job) -> None:
-    if job.kind == "convert" and job.conversion_id is not None:
-        conv = session.get(Conversion, job.conversion_id)
-        if conv is not None and conv.status == "queued":
-            conv.status = "running"
+class BenchmarkKind(PlainKind):
+    """Benchmark jobs: one that runs a converted artifact gets the conversion's metadata
+    (layout, I/O names); one that runs the upload, the model's own (e.g. a zipped package)."""
+
+    def lease_extra(self, ctx: JobContext, job: Job) -> dict[str, Any]:
+        if job.conversion_id is None:
+            return {}
+        conv = ctx.session.get(Conversion, job.conversion_id)
+        return {"artifact_metadata": dict(conv.artifact_meta or {}) if conv else {}}
 
 
 def error_line(error: dict[str, Any] | None) -> str:

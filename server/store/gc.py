@@ -21,9 +21,7 @@ a converted file and reports the conversion that names it in a second request.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import re
 import time
 from collections.abc import Iterable
 from datetime import timedelta
@@ -36,11 +34,10 @@ from sqlalchemy.orm import Session, aliased, sessionmaker
 from db.conversions import Conversion
 from db.models import Artifact, Job, Model, utcnow
 from latencylab.schemas import GcReport
+from latencylab.status import UNFINISHED
 from server.artifacts import ArtifactStore
 
 log = logging.getLogger("latencylab.gc")
-UNFINISHED = ("waiting", "queued", "running")
-_SHA = re.compile(r"[0-9a-f]{64}")
 
 
 def named_by_any_row(sha: Any) -> ColumnElement[bool]:
@@ -68,7 +65,7 @@ def needed(sha: Any) -> ColumnElement[bool]:
     )
     return or_(
         exists().where(Model.sha256 == sha, Model.kind == "user", Model.deleted_at.is_(None)),
-        exists().where(Job.artifact_sha256 == sha, Job.status.in_(UNFINISHED)),
+        exists().where(Job.artifact_sha256 == sha, Job.status.in_(sorted(UNFINISHED))),
         exists().where(
             or_(Conversion.artifact_sha256 == sha, Conversion.log_sha256 == sha), live_source
         ),
@@ -77,17 +74,6 @@ def needed(sha: Any) -> ColumnElement[bool]:
 
 def _unused_since(cutoff: Any) -> ColumnElement[bool]:
     return func.coalesce(Artifact.used_at, Artifact.created_at) < cutoff
-
-
-def _unlink(store: ArtifactStore, sha: str) -> int:
-    """Remove the file; its size, or -1 when it was not there."""
-    path = store.path_for(sha)
-    try:
-        size = path.stat().st_size
-        path.unlink()
-    except FileNotFoundError:
-        return -1
-    return size
 
 
 def _collect_one(session: Session, store: ArtifactStore, sha: str, cutoff: Any) -> tuple[int, int]:
@@ -99,7 +85,7 @@ def _collect_one(session: Session, store: ArtifactStore, sha: str, cutoff: Any) 
         .execution_options(synchronize_session=False)
     )
     if gone.rowcount == 1:  # type: ignore[attr-defined]
-        return 1, _unlink(store, sha)
+        return 1, store.delete(sha)
     purged = session.execute(
         update(Artifact)
         .where(
@@ -112,7 +98,7 @@ def _collect_one(session: Session, store: ArtifactStore, sha: str, cutoff: Any) 
         .execution_options(synchronize_session=False)
     )
     if purged.rowcount == 1:  # type: ignore[attr-defined]
-        return 0, _unlink(store, sha)
+        return 0, store.delete(sha)
     return 0, -1
 
 
@@ -130,16 +116,8 @@ def _candidates(session: Session, cutoff: Any, only: list[str] | None) -> list[s
 
 
 def _orphans(session: Session, store: ArtifactStore, cutoff_ts: float) -> list[str]:
-    """Files under a hash that no row knows (left by a crash), last written before the cutoff."""
-    found = []
-    for sub in store.root.iterdir():
-        if len(sub.name) != 2 or not sub.is_dir():
-            continue
-        for path in sub.iterdir():
-            if _SHA.fullmatch(path.name) and path.name.startswith(sub.name):
-                with contextlib.suppress(FileNotFoundError):
-                    if path.stat().st_mtime < cutoff_ts:
-                        found.append(path.name)
+    """Stored hashes no row knows (left by a crash), last written before the cutoff."""
+    found = list(store.stored_before(cutoff_ts))
     known: set[str] = set()
     for i in range(0, len(found), 500):
         batch = found[i : i + 500]
@@ -151,14 +129,14 @@ def _collect_orphan(session: Session, store: ArtifactStore, sha: str) -> int:
     """Remove an orphan file while holding its hash with a placeholder row: an upload of the
     same bytes in flight has inserted its row (the insert here fails, the file stays) or waits
     for this transaction (and then puts its own file in place)."""
-    with contextlib.suppress(FileNotFoundError):
-        size = store.path_for(sha).stat().st_size
-        session.add(Artifact(sha256=sha, size=size, format="orphan", purged_at=utcnow()))
-        session.flush()
-        freed = _unlink(store, sha)
-        session.execute(delete(Artifact).where(Artifact.sha256 == sha))
-        return freed
-    return -1
+    size = store.size(sha)
+    if size is None:
+        return -1
+    session.add(Artifact(sha256=sha, size=size, format="orphan", purged_at=utcnow()))
+    session.flush()
+    freed = store.delete(sha)
+    session.execute(delete(Artifact).where(Artifact.sha256 == sha))
+    return freed
 
 
 def collect_garbage(

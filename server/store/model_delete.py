@@ -8,7 +8,8 @@ id. Garbage collection then frees its file (the row stays: jobs and conversions 
 conversions. A conversion that another model's job waits on or used (a duplicate upload of the
 same bytes reuses conversions) is handed over to that model instead.
 
-Either way queued and waiting jobs of the model are cancelled (failed, "cancelled: ..."); a
+Either way queued and waiting jobs of the model are cancelled (status ``cancelled``, error
+"cancelled: ..."; a benchmark of only such jobs reads ``failed``); a
 job an agent is running makes the delete a 409 ``model_busy`` (retry once it has finished or
 its lease expired). A model a latency table refers to is a 409 ``model_in_use``.
 """
@@ -24,8 +25,10 @@ from db.conversions import Conversion
 from db.models import ApiToken, Benchmark, Job, Model, Result, ResultSeries, utcnow
 from db.nas import TableEntry, TableNetwork
 from latencylab.errors import ErrorCode
+from latencylab.status import JobStatus
 from server.errors import ApiError
-from server.store.hooks import job_finished
+from server.queue import lifecycle
+from server.queue.kinds import JobContext
 from server.store.models import check_owner, lock_model
 
 
@@ -66,20 +69,18 @@ def _needed_elsewhere(session: Session, model: Model) -> dict[int, int]:
     return heirs
 
 
-def _cancel_unstarted(session: Session, model: Model, keep_convs: set[int]) -> None:
-    """Fail the model's queued and waiting jobs (not the conversions others need), running
-    the job-finished hooks (a cancelled conversion job fails its conversion)."""
-    q = select(Job).where(Job.model_id == model.id, Job.status.in_(("queued", "waiting")))
-    jobs = list(session.scalars(q.with_for_update().order_by(Job.kind != "benchmark", Job.id)))
-    for job in jobs:
-        if job.kind == "convert" and job.conversion_id in keep_convs:
-            continue
-        job.status = "failed"
-        job.error = f"cancelled: model {model.id} was deleted"
-        job.finished_at = utcnow()
-        job.progress = {}
-        session.flush()
-        job_finished(session, job, None)
+def _cancel_unstarted(ctx: JobContext, model: Model, keep_convs: set[int]) -> None:
+    """Cancel the model's queued and waiting jobs (not the conversions others need), running
+    their kinds' hooks (a cancelled conversion job fails its conversion): benchmark jobs
+    first, so they carry this reason rather than their conversion's."""
+    unstarted = Job.status.in_((JobStatus.queued, JobStatus.waiting))
+    q = select(Job).where(Job.model_id == model.id, unstarted)
+    jobs = list(ctx.session.scalars(q.with_for_update().order_by(Job.kind != "benchmark", Job.id)))
+    ids = [j.id for j in jobs if not (j.kind == "convert" and j.conversion_id in keep_convs)]
+    converts = {j.id for j in jobs if j.kind == "convert"}
+    why = f"cancelled: model {model.id} was deleted"
+    for batch in ([i for i in ids if i not in converts], [i for i in ids if i in converts]):
+        lifecycle.end_unstarted(ctx, batch, JobStatus.cancelled, why)  # sorts each batch
 
 
 def _check_running(session: Session, model: Model, keep_convs: set[int]) -> None:
@@ -87,7 +88,7 @@ def _check_running(session: Session, model: Model, keep_convs: set[int]) -> None
         (job_id, conv_id)
         for job_id, conv_id in session.execute(
             select(Job.id, Job.conversion_id).where(
-                Job.model_id == model.id, Job.status == "running"
+                Job.model_id == model.id, Job.status == JobStatus.running
             )
         )
         if conv_id is None or conv_id not in keep_convs
@@ -146,10 +147,11 @@ def _purge(session: Session, model: Model, heirs: dict[int, int]) -> None:
 
 
 def delete_model(
-    session: Session, model_id: int, token: ApiToken, results: ResultsPolicy
+    ctx: JobContext, model_id: int, token: ApiToken, results: ResultsPolicy
 ) -> set[str]:
     """Delete the model as ``results`` says; returns the hashes of the artifacts it used (for
     a garbage collection once this transaction has committed)."""
+    session = ctx.session
     model = lock_model(session, model_id)
     if model is None:
         raise ApiError(404, ErrorCode.not_found, f"model {model_id} does not exist")
@@ -163,7 +165,7 @@ def delete_model(
     check_owner(model, token)
     _check_tables(session, model)
     heirs = _needed_elsewhere(session, model)
-    _cancel_unstarted(session, model, set(heirs))
+    _cancel_unstarted(ctx, model, set(heirs))
     _check_running(session, model, set(heirs))
     shas = _artifacts_of(session, model)
     if results is ResultsPolicy.keep:

@@ -15,7 +15,7 @@ from latencylab.fields import MAX_JSON_DEPTH, json_problem
 from latencylab.schemas import ModelPublic, ModelUpdate, TensorSpec
 from server.artifacts import ArtifactStore, PendingFile
 from server.errors import ApiError
-from server.formats import ModelRejected, apply_input_shapes, detect_format, inspect_upload
+from server.formats import InspectLimits, ModelRejected, apply_input_shapes, inspect_upload
 from server.store.artifacts import add_artifact
 from server.upload import MAX_FIELD_BYTES as MAX_METADATA_BYTES
 
@@ -84,20 +84,20 @@ def create_model(
     name: str | None,
     metadata_raw: str | None,
     owner_token_id: int | None,
-    max_unpacked: int = 4 * 2**30,
+    limits: InspectLimits,
 ) -> Model:
-    """Validate the streamed file and register it. On any error nothing remains."""
+    """Validate the streamed file (checked in a sandbox within ``limits``) and register it.
+    On any error nothing remains."""
     created = False
     sha = None
     try:
         fname = check_filename(filename)
         check_name(name)
         meta = parse_metadata(metadata_raw)
-        kind = detect_format(pending.path, fname)
         with store.scratch_dir("inspect-") as tmp:
-            info = inspect_upload(pending.path, kind, tmp, max_unpacked, filename=fname)
+            info = inspect_upload(pending.path, tmp, limits, filename=fname)
         inputs = apply_input_shapes(info.inputs, meta.get("input_shapes"))
-        fmt = "onnx" if kind == "onnx-zip" else info.format
+        fmt = info.format
         sha, size, created = add_artifact(session, pending, fmt)
         model = Model(
             name=(name or PurePosixPath(fname).stem.removesuffix(".mlpackage") or "model")[:200],

@@ -18,6 +18,7 @@ from latencylab.pareto import (
 )
 from latencylab.quality import flagged
 from latencylab.schemas import RUNTIMES
+from latencylab.status import JobStatus
 from server.store import quality
 
 
@@ -50,7 +51,7 @@ def _succeeded(session: Session) -> Any:
         select(Result, Job, Model)
         .join(Job, Result.job_id == Job.id)
         .join(Model, Job.model_id == Model.id)
-        .where(Result.status == "succeeded", Model.kind == "user", Model.deleted_at.is_(None))
+        .where(Result.status == JobStatus.succeeded, Model.kind == "user", Model.deleted_at.is_(None))
         .order_by(Result.id)
     )
 

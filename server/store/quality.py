@@ -18,6 +18,7 @@ from db.models import Job, Result, ResultSeries
 from latencylab.presets import mode_of
 from latencylab.quality import QualityFlag, RepeatsSummary, assess, between_runs
 from latencylab.schemas import LeasedSettings, MeasureResult
+from latencylab.status import JobStatus
 
 VERSION = 1
 
@@ -35,7 +36,7 @@ def _compute(
 ) -> dict[str, Any]:
     settings = LeasedSettings.model_validate(job.settings or {})
     flags: list[QualityFlag] = []
-    if status == "succeeded":
+    if status == JobStatus.succeeded:
         flags = assess(
             times,
             latency=latency,
@@ -74,7 +75,7 @@ def ensure(session: Session, rows: Iterable[Result]) -> None:
     missing = [r for r in rows if r.quality is None]
     if not missing:
         return
-    ids = [r.id for r in missing if r.status == "succeeded"]
+    ids = [r.id for r in missing if r.status == JobStatus.succeeded]
     series: dict[int, list[Any]] = {}
     if ids:
         query = select(ResultSeries).where(ResultSeries.result_id.in_(ids))

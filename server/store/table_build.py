@@ -24,22 +24,13 @@ from db.models import Job, Model, utcnow
 from db.nas import LatencyTable, TableEntry, TableNetwork
 from latencylab.spaces import Block, LocalPredictor, get_space
 from server.artifacts import ArtifactStore
+from server.queue import lifecycle
 from server.store.artifacts import add_artifact
 
 log = logging.getLogger("latencylab.tables")
 WINDOW = 2
 """Jobs of one table phase queued or running at once."""
 ACTIVE = ("pending", "queued")
-_STORES: dict[str, ArtifactStore] = {}
-
-
-def bind_store(session: Session, store: ArtifactStore) -> None:
-    """Remember the artifact store of this database (hooks have no request state)."""
-    _STORES[str(session.get_bind().engine.url)] = store
-
-
-def _store(session: Session) -> ArtifactStore | None:
-    return _STORES.get(str(session.get_bind().engine.url))
 
 
 @cache
@@ -144,8 +135,7 @@ def _queue_model(
         settings=dict(table.settings["measure"]),
         max_attempts=int(table.settings.get("max_attempts", 3)),
     )
-    session.add(job)
-    session.flush()
+    lifecycle.enqueue(session, job)
     return model, job
 
 
@@ -160,15 +150,16 @@ def _claim(session: Session, row: type[TableEntry] | type[TableNetwork], row_id:
     return res.rowcount == 1  # type: ignore[attr-defined]
 
 
-def _refill_blocks(session: Session, table: LatencyTable, entries: dict[str, TableEntry]) -> None:
+def _refill_blocks(
+    session: Session, store: ArtifactStore, table: LatencyTable, entries: dict[str, TableEntry]
+) -> None:
     from converters.blocks import block_model  # numpy + onnx: only where models are built
 
-    store = _store(session)
     queued = sum(e.status == "queued" for e in entries.values())
     pending = sorted((e for e in entries.values() if e.status == "pending"), key=lambda e: e.id)
     blocks = blocks_of(table.space, table.resolution)
     for entry in pending:
-        if store is None or queued >= WINDOW:
+        if queued >= WINDOW:
             return
         if not _claim(session, TableEntry, entry.id):
             continue
@@ -197,14 +188,15 @@ def _refill_blocks(session: Session, table: LatencyTable, entries: dict[str, Tab
         queued += 1
 
 
-def _refill_networks(session: Session, table: LatencyTable, nets: list[TableNetwork]) -> None:
+def _refill_networks(
+    session: Session, store: ArtifactStore, table: LatencyTable, nets: list[TableNetwork]
+) -> None:
     from converters.blocks import network_model
 
-    store = _store(session)
     queued = sum(n.status == "queued" for n in nets)
     space = get_space(table.space)
     for net in nets:
-        if store is None or queued >= WINDOW:
+        if queued >= WINDOW:
             return
         if net.status != "pending" or not _claim(session, TableNetwork, net.id):
             continue
@@ -276,11 +268,11 @@ def _transition(session: Session, table: LatencyTable, old: str, new: str) -> bo
     return res.rowcount == 1  # type: ignore[attr-defined]
 
 
-def advance(session: Session, table: LatencyTable) -> None:
+def advance(session: Session, store: ArtifactStore, table: LatencyTable) -> None:
     """Queue what the table needs next and move it to its next phase when one ends."""
     if table.status == "building":
         entries = entries_of(session, table)
-        _refill_blocks(session, table, entries)
+        _refill_blocks(session, store, table, entries)
         if any(e.status in ACTIVE for e in entries.values()):
             return
         failed = sorted(k for k, e in entries.items() if e.status == "failed")
@@ -294,7 +286,7 @@ def advance(session: Session, table: LatencyTable) -> None:
         _start_validation(session, table, entries)
     if table.status == "validating":
         nets = networks_of(session, table)
-        _refill_networks(session, table, nets)
+        _refill_networks(session, store, table, nets)
         active = any(n.status in ACTIVE for n in nets)
         if not active and _transition(session, table, "validating", "succeeded"):
             _finish(session, table, nets)

@@ -1,34 +1,35 @@
-"""The job hooks of latency tables: record a block's or a network's measurement, then let
-the table advance (queue the next model, change phase). Imported by ``server.store.tables``.
-"""
+"""The job kinds of latency tables (``table_block``, ``table_network``): record a block's or
+a network's measurement, then let the table advance (queue the next model, change phase).
+Registered at app start (``server.app``) with the other kinds."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from db.models import Job, Result, utcnow
+from db.models import Job, Result
 from db.nas import LatencyTable, TableEntry, TableNetwork
-from server.store.hooks import on_job_finished
+from latencylab.status import JobStatus
+from server.queue.kinds import JobContext, PlainKind
 from server.store.table_build import advance, safely
 
 
 def _stats(result: Result | None) -> tuple[dict[str, Any] | None, str | None]:
-    if result is not None and result.status == "succeeded" and result.latency:
+    if result is not None and result.status == JobStatus.succeeded and result.latency:
         return result.latency, None
     return None, (result.error if result is not None else None) or "measurement failed"
 
 
-@on_job_finished("table_block")
-def block_finished(session: Session, job: Job, result: Result | None) -> None:
+def block_finished(ctx: JobContext, job: Job, result: Result | None) -> None:
+    session = ctx.session
+
     def run() -> None:
         entry = session.scalar(select(TableEntry).where(TableEntry.job_id == job.id))
         if entry is None:
             return
         lat, error = _stats(result)
-        entry.finished_at = utcnow()
+        entry.finished_at = ctx.now()
         if lat is None:
             entry.status, entry.error = "failed", error or job.error
         else:
@@ -49,19 +50,20 @@ def block_finished(session: Session, job: Job, result: Result | None) -> None:
             )
         )
         for table in list(tables):
-            advance(session, table)
+            advance(session, ctx.store, table)
 
     safely(session, f"block job {job.id}", run)
 
 
-@on_job_finished("table_network")
-def network_finished(session: Session, job: Job, result: Result | None) -> None:
+def network_finished(ctx: JobContext, job: Job, result: Result | None) -> None:
+    session = ctx.session
+
     def run() -> None:
         net = session.scalar(select(TableNetwork).where(TableNetwork.job_id == job.id))
         if net is None:
             return
         lat, error = _stats(result)
-        net.finished_at = utcnow()
+        net.finished_at = ctx.now()
         if lat is None:
             net.status, net.error = "failed", error or job.error
         else:
@@ -70,6 +72,16 @@ def network_finished(session: Session, job: Job, result: Result | None) -> None:
         session.flush()
         table = session.get(LatencyTable, net.table_id)
         if table is not None:
-            advance(session, table)
+            advance(session, ctx.store, table)
 
     safely(session, f"network job {job.id}", run)
+
+
+class BlockKind(PlainKind):
+    def on_finished(self, ctx: JobContext, job: Job, result: Result | None) -> None:
+        block_finished(ctx, job, result)
+
+
+class NetworkKind(PlainKind):
+    def on_finished(self, ctx: JobContext, job: Job, result: Result | None) -> None:
+        network_finished(ctx, job, result)

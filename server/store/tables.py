@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from db.models import Device, Job, utcnow
 from db.nas import LatencyTable, TableEntry
 from latencylab.spaces import LocalPredictor, get_space
+from latencylab.status import FINISHED
 from latencylab.tables import (
     FailedBlock,
     PredictResponse,
@@ -27,13 +28,13 @@ from latencylab.tables import (
 from server.artifacts import ArtifactStore
 from server.config import Settings
 from server.store import table_build as build
-from server.store import table_hooks as _hooks  # noqa: F401  (registers the job hooks)
 from server.store.benchmarks import _describe
 from server.store.conversions import NATIVE_RUNTIMES
 from server.store.devices import SelectorError, can_take, device_matches, is_online, list_devices
 from server.store.devices import parse_selector as _parse
 
 TERMINAL = ("succeeded", "failed")
+"""The final statuses of table entries and validation networks."""
 
 
 class TableRejected(ValueError):
@@ -117,7 +118,6 @@ def create_table(
     session: Session, store: ArtifactStore, body: TableCreate, owner: int | None, cfg: Settings
 ) -> tuple[LatencyTable, bool]:
     """A new table (or the identical existing one, resumed if failed); ``(table, created)``."""
-    build.bind_store(session, store)
     try:
         space = get_space(body.space)
         res = space.check_resolution(body.resolution)
@@ -157,30 +157,28 @@ def create_table(
     session.add(table)
     session.flush()
     _add_entries(session, table)
-    build.advance(session, table)
+    build.advance(session, store, table)
     return table, True
 
 
 def resume_table(session: Session, store: ArtifactStore, table: LatencyTable) -> LatencyTable:
     """Retry failed blocks (or networks) and re-queue anything stranded; keep measured ones."""
-    build.bind_store(session, store)
     if table.status == "failed":
         _add_entries(session, table)
         table.status, table.error, table.finished_at = "building", None, None
     elif table.status == "validating":
         for net in build.networks_of(session, table):
             job = session.get(Job, net.job_id) if net.job_id else None
-            if net.status == "queued" and (job is None or job.status in TERMINAL):
+            if net.status == "queued" and (job is None or job.status in FINISHED):
                 net.status, net.job_id = "pending", None
-    build.advance(session, table)
+    build.advance(session, store, table)
     return table
 
 
 def kick(session: Session, store: ArtifactStore, table: LatencyTable) -> None:
     """Queue stranded pending work (e.g. after a coordinator restart); cheap when none."""
-    build.bind_store(session, store)
     if table.status in ("building", "validating"):
-        build.safely(session, f"table {table.id}", lambda: build.advance(session, table))
+        build.safely(session, f"table {table.id}", lambda: build.advance(session, store, table))
 
 
 def get_table(session: Session, table_id: int) -> LatencyTable | None:

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from db.models import ApiToken, Device, utcnow
 from latencylab.schemas import TokenPublic
+from server.queue.kinds import JobContext
 from server.security import hash_token, new_token
 from server.store.bindings import bound_devices, release_device
 
@@ -55,13 +56,14 @@ def list_tokens(session: Session) -> list[ApiToken]:
     return list(session.scalars(select(ApiToken).order_by(ApiToken.id)))
 
 
-def revoke_token(session: Session, row: ApiToken) -> ApiToken:
+def revoke_token(ctx: JobContext, row: ApiToken) -> ApiToken:
     """Revoke ``row`` at once (idempotent) and release the devices registered with it, so
     their running jobs go back to the queue and a new token may register the names.
 
     The last active admin token cannot be revoked (``LastAdminToken``): that would lock every
     admin out. Revoking the admin token making the call is allowed while another exists.
     """
+    session = ctx.session
     if row.revoked_at is not None:
         return row
     if row.scope == "admin":
@@ -77,7 +79,7 @@ def revoke_token(session: Session, row: ApiToken) -> ApiToken:
             )
     row.revoked_at = utcnow()
     for device in bound_devices(session, row.id):
-        release_device(session, device, f"the token of device '{device.name}' was revoked")
+        release_device(ctx, device, f"the token of device '{device.name}' was revoked")
     session.flush()
     return row
 

@@ -5,6 +5,7 @@ import { accuracyText, card, clear, fmtBytes, fmtDate, h, notice, tagList } from
 import { benchmarkForm, jobsView } from "./model_bench.js";
 import { resultsView } from "./model_results.js";
 import { conversionsView } from "./model_conversions.js";
+import { modelActions } from "./model_edit.js";
 
 const POLL_MS = 1000;
 
@@ -33,8 +34,9 @@ export async function renderModel(root, { params, query }) {
   try {
     model = await api(`/models/${id}`);
   } catch (err) {
-    if (err instanceof ApiError && err.status === 404) {
-      root.append(h("h1", {}, "Model not found"), notice("error", err.message), h("p", {}, h("a", { href: "/models" }, "All models")));
+    if (err instanceof ApiError && (err.status === 404 || err.status === 410)) {
+      const title = err.status === 410 ? "Model deleted" : "Model not found";
+      root.append(h("h1", {}, title), notice("error", err.message), h("p", {}, h("a", { href: "/models" }, "All models")));
       return null;
     }
     throw err;
@@ -46,7 +48,7 @@ export async function renderModel(root, { params, query }) {
   const convEl = h("div", { id: "conversions" });
   let timer = null;
   let stopped = false;
-  let resultsKey = "";
+  let resultsKey = null; // null: draw the results (or their empty state) on the first refresh
 
   const refresh = async () => {
     clear(jobsEl, jobsView(benches, model));
@@ -74,12 +76,21 @@ export async function renderModel(root, { params, query }) {
     if (!timer) timer = setTimeout(poll, POLL_MS / 2);
   };
 
+  const crumb = h("span", {}, model.name);
+  const title = h("h1", {}, model.name);
+  const factsEl = h("div", { id: "model-facts" }, facts(model));
+  const render = (m) => {
+    model = m;
+    crumb.textContent = m.name;
+    title.textContent = m.name;
+    clear(factsEl, facts(m));
+  };
   root.append(
     ...[
-    h("p", { class: "crumbs" }, h("a", { href: "/models" }, "Models"), " / ", model.name),
-    h("h1", {}, model.name),
+    h("p", { class: "crumbs" }, h("a", { href: "/models" }, "Models"), " / ", crumb),
+    h("div", { class: "title-row" }, title, modelActions(model, { factsEl, render })),
     query.get("uploaded") ? notice("ok", "Uploaded and validated. Benchmark it below.") : null,
-    h("div", { class: "two-col" }, card("Model", facts(model)), card("Benchmark", benchmarkForm(model, devices, onSubmitted))),
+    h("div", { class: "two-col" }, card("Model", factsEl), card("Benchmark", benchmarkForm(model, devices, onSubmitted))),
     card("Jobs", jobsEl),
     card("Results", resultsEl),
     card("Conversions", convEl),

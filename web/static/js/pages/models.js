@@ -1,7 +1,7 @@
 // Models: searchable, sortable list and the upload form (with upload progress).
 import { api, upload } from "../api.js";
 import { navigate } from "../nav.js";
-import { accuracyText, ago, card, clear, emptyState, errorBox, field, fmtBytes, h, link, select, table, tagList } from "../ui.js";
+import { accuracyText, ago, card, clear, emptyState, errorBox, field, fmtBytes, h, link, notice, select, table, tagList } from "../ui.js";
 
 const SORTS = [
   ["newest", "newest first"],
@@ -58,8 +58,13 @@ export async function renderModels(root, { query }) {
   };
   search.addEventListener("input", draw);
   sort.addEventListener("change", draw);
+  const deleted = query.get("deleted");
+  if (deleted) {
+    const kept = query.get("results") !== "delete";
+    root.append(notice("ok", kept ? `Model ${deleted} was deleted; its benchmarks and results stay readable by id.` : `Model ${deleted} and its results were deleted.`));
+  }
+  root.prepend(h("h1", {}, "Models"));
   root.append(
-    h("h1", {}, "Models"),
     card(`Uploaded models (${models.length})`, h("div", { class: "row toolbar" }, field("Search", search), field("Sort by", sort)), list),
     card("Upload a model", uploadForm()),
   );

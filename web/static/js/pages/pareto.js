@@ -229,11 +229,11 @@ function showView(body, s, { a, b, hidden, disjoint, compareError, overlays }) {
 
 /** Several series on one chart, each with its own front, and the models across them. */
 function showSeries(body, s, all) {
-  const failed = all.filter((v) => v.error);
-  for (const f of failed) body.append(notice("warn", `Series ${seriesLabel(parseSeries(f.key))} left out: ${f.error}`));
-  const views = all.filter((v) => !v.error);
+  // A series that failed keeps its place (its color and shape stay those of its chip), empty.
+  for (const f of all.filter((v) => v.error)) body.append(notice("warn", `Series ${seriesLabel(parseSeries(f.key))} has nothing to draw: ${f.error}`));
+  const views = all.map((v) => (v.error ? { ...parseSeries(v.key), metric: s.metric, points: [], front: [] } : v));
   for (const v of views) if (v.hidden_flagged) body.append(notice("info", `${seriesLabel(v)}: ${v.hidden_flagged} model(s) with flagged results hidden (hide flagged).`));
-  const empty = views.filter((v) => !v.points.length);
+  const empty = all.filter((v) => !v.error && !v.points.length);
   if (empty.length) body.append(notice("info", `No model with metric “${s.metric}”${s.tag ? ` and tag “${s.tag}”` : ""} on ${empty.map(seriesLabel).join("; ")}: ${empty.length === 1 ? "that series is in the legend but has" : "those series are in the legend but have"} nothing to draw.`));
   if (!views.some((v) => v.points.length)) {
     body.append(card(null, emptyState("pareto-points", `No model with metric “${s.metric}” has a result on any of these series.`, "Pick another metric or tag, or benchmark models that carry this accuracy metric on these targets.")));

@@ -97,13 +97,12 @@ export function drawProfile(el, profile, r = {}) {
     h(
       "details",
       { class: "all-points", id: "profile-layers" },
-      h("summary", {}, `The ${top.length} slowest layers`),
+      h("summary", {}, `The ${top.length} slowest layers${units.length === 1 ? ` (all on ${units[0]})` : ""}`),
       table(
         [
-          { label: "layer", value: (l) => h("code", { class: "block-key" }, l.name) },
-          { label: "type", value: (l) => l.type || "–" },
+          { label: "layer", class: "layer-name", value: (l) => [h("code", { class: "block-key" }, l.name), h("div", { class: "muted" }, l.type || "–")] },
           hasKernels ? { label: "kernel", value: (l) => l.kernel || "–" } : null,
-          { label: "compute unit", value: unitOf },
+          units.length > 1 ? { label: "compute unit", value: unitOf } : null,
           { label: "time", class: "num", value: (l) => fmtMs(l.time_ms) },
           { label: "share", class: "num", value: (l) => share(l.time_ms) },
         ].filter(Boolean),

@@ -1,0 +1,1 @@
+"""The job queue: lifecycle transitions, leasing in SQL, job kinds, the reaper."""
