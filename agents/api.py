@@ -201,33 +201,39 @@ class AgentAPI:
 
     def upload(self, device_id: int, job_id: int, path: Path, fmt: str) -> str:
         """Upload a file a job produced; returns its sha256. With object storage the bytes go
-        to a presigned URL, then the coordinator verifies and files them (``finalize``); with
-        its local-disk store they are POSTed to the coordinator."""
+        to a presigned URL (one the storage refuses, expired, is asked for once more), then
+        the coordinator verifies and files them (finalize); with its local-disk store they
+        are POSTed to the coordinator."""
         sha256, size = file_digest(path)
         start = UploadStart(format=fmt, sha256=sha256, size=size).model_dump()
-        r = self._check(self.http.post(f"/agents/{device_id}/jobs/{job_id}/uploads", json=start))
-        ticket = UploadTicket.model_validate(r.json())
-        if ticket.mode == "coordinator" or ticket.url is None or ticket.upload_id is None:
-            return self._upload_here(device_id, job_id, path, fmt)
-        with path.open("rb") as fh:
-            put = self.storage.put(
-                ticket.url,
-                content=fh,
-                headers={**ticket.headers, "Content-Length": str(size)},
-                timeout=600,
+        for attempt in range(2):
+            r = self.http.post(f"/agents/{device_id}/jobs/{job_id}/uploads", json=start)
+            ticket = UploadTicket.model_validate(self._check(r).json())
+            if ticket.mode == "coordinator" or ticket.url is None or ticket.upload_id is None:
+                return self._upload_here(device_id, job_id, path, fmt)
+            with path.open("rb") as fh:
+                put = self.storage.put(
+                    ticket.url,
+                    content=fh,
+                    headers={**ticket.headers, "Content-Length": str(size)},
+                    timeout=600,
+                )
+            if put.status_code == 403 and attempt == 0:
+                log.warning("object storage refused the URL for %s; asking again", path.name)
+                continue
+            if put.status_code >= 300:
+                raise ProtocolError(
+                    f"object storage refused the upload of {path.name}: {put.status_code} "
+                    f"{put.text[:300]}",
+                    put.status_code,
+                )
+            log.info("%s (%d bytes) uploaded to %s (presigned URL)", path.name, size, _where(put))
+            finish = UploadFinish(format=fmt, sha256=sha256).model_dump()
+            r = self.http.post(
+                f"/agents/{device_id}/jobs/{job_id}/uploads/{ticket.upload_id}", json=finish
             )
-        if put.status_code >= 300:
-            raise ProtocolError(
-                f"object storage refused the upload of {path.name}: {put.status_code} "
-                f"{put.text[:300]}",
-                put.status_code,
-            )
-        log.info("%s (%d bytes) uploaded to %s (presigned URL)", path.name, size, _where(put))
-        finish = UploadFinish(format=fmt, sha256=sha256).model_dump()
-        r = self.http.post(
-            f"/agents/{device_id}/jobs/{job_id}/uploads/{ticket.upload_id}", json=finish
-        )
-        return StoredArtifact.model_validate(self._check(r).json()).sha256
+            return StoredArtifact.model_validate(self._check(r).json()).sha256
+        raise ProtocolError(f"object storage refused the upload of {path.name} twice")
 
     def _upload_here(self, device_id: int, job_id: int, path: Path, fmt: str) -> str:
         """Stream the file to the coordinator itself (its local-disk artifact store)."""

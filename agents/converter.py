@@ -33,6 +33,7 @@ TOOLCHAINS: dict[str, tuple[tuple[str, ...], str]] = {
     "openvino": (("openvino", "onnxruntime"), "openvino"),
     "coreml": (("coremltools", "onnx2torch", "torch"), "coremltools"),
     "tensorrt": (("tensorrt", "onnxruntime"), "tensorrt"),
+    "executorch": (("executorch", "pandas", "onnx2torch", "torch", "onnxruntime"), "executorch"),
 }
 SOURCE_SUFFIX = {"onnx": ".onnx", "pt2": ".pt2"}
 
@@ -45,7 +46,7 @@ def _has(module: str) -> bool:
 
 
 def detect_targets(
-    include: tuple[str, ...] = ("onnx", "tflite", "openvino", "coreml"),
+    include: tuple[str, ...] = ("onnx", "tflite", "openvino", "coreml", "executorch"),
 ) -> dict[str, str]:
     """``{"convert:<target>": version}`` for every toolchain installed (no heavy import)."""
     found = {}

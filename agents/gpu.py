@@ -13,7 +13,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from agents.agent import Agent, JobHandler, run_agent
+from agents import agent as agent_loop
+from agents.agent import JobHandler
 from agents.capabilities import capabilities
 from agents.config import AgentSettings
 from agents.converter import convert_job, detect_targets
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("CUDA_VISIBLE_DEVICES", str(args.gpu_index))
     body = describe_gpu_host(args.gpu_index, settings.attributes)
     describe = partial(describe_gpu_host, args.gpu_index, settings.attributes)
-    run_agent(Agent(settings, describe=describe, handlers=tensorrt_handlers(body["runtimes"])))
+    handlers = tensorrt_handlers(body["runtimes"])
+    agent_loop.run_agent(agent_loop.Agent(settings, describe=describe, handlers=handlers))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ import contextlib
 import os
 import pty
 import re
+import signal
 import statistics
 import subprocess
 import threading
@@ -37,6 +38,7 @@ from agents.parsers.tegrastats import (
     parse_tegrastats_line,
     summarize_power,
 )
+from converters.spawn import Sandbox
 from latencylab.schemas import MeasureResult, MeasureSpec
 
 _RELEASE = re.compile(
@@ -62,7 +64,7 @@ class TegrastatsRecorder:
         self.argv = [command, "--interval", str(interval_ms)]
         self.lines: list[tuple[float, str]] = []
         self.error: str | None = None
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._box: Sandbox | None = None
         self._reader: threading.Thread | None = None
 
     def start(self) -> None:
@@ -71,11 +73,8 @@ class TegrastatsRecorder:
         except OSError as exc:
             self.error = f"no pseudo-terminal for tegrastats: {exc}"
             return
-        try:
-            self._proc = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.DEVNULL,
-                start_new_session=True,
-            )  # fmt: skip
+        try:  # dies with the agent (SIGKILL included), not only on stop()
+            self._box = Sandbox(self.argv, stdout=slave, stderr=subprocess.DEVNULL)
         except OSError as exc:
             os.close(master)
             self.error = f"cannot start {self.argv[0]!r}: {exc} (set --tegrastats PATH)"
@@ -99,17 +98,18 @@ class TegrastatsRecorder:
             os.close(fd)
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=5)
+        status = None
+        if self._box is not None:
+            status = self._box.wait(0)
+            if status is None:  # still sampling: SIGTERM, then whatever is left is killed
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self._box.pid, signal.SIGTERM)
+                self._box.wait(5)
+            self._box.close()
         if self._reader is not None:
             self._reader.join(timeout=5)
-        if self._proc is not None and self._proc.returncode not in (0, -15, None):
-            self.error = self.error or f"{self.argv[0]} exited with {self._proc.returncode}"
+        if status not in (0, None):  # it ended before we stopped it
+            self.error = self.error or f"{self.argv[0]} exited with {status}"
 
 
 def query_nvpmodel(command: str = "nvpmodel") -> dict[str, Any]:

@@ -158,6 +158,10 @@ def _endpoint_summary(stats: dict[str, EndpointStats]) -> dict[str, Any]:
     }
 
 
+def _rate(n: int, ns: int) -> float:
+    return round(n / (ns / 1e9), 1) if ns > 0 else 0.0
+
+
 def _completions_per_s(fleet: Fleet) -> list[int]:
     if fleet.first_lease_ns is None:
         return []
@@ -198,17 +202,21 @@ async def _fleet_phase(cfg: RunConfig, coords: env.Coordinators, seed: env.Seed)
             max(0.0, deadline - time.monotonic()),
         )  # fmt: skip
     fleet.expected = set(queued["job_ids"])
-    phase = "register" if registered < cfg.agents else "enqueue"
+    phase = "enqueue" if registered else "register"
     finished = False
     cpu_client, cpu_server = time.process_time(), coords.cpu_seconds()
+    drive_ns = time.perf_counter_ns()
     if registered and len(fleet.expected) == cfg.jobs:
         phase = "run"
         left = max(1.0, deadline - time.monotonic())
         finished = await drive_fleet(fleet, agents, env.SIM_ATTRIBUTES, left)
     else:
         await asyncio.gather(*(a.close() for a in agents))
+    drive_ns = time.perf_counter_ns() - drive_ns
     cpu_client, cpu_server = time.process_time() - cpu_client, coords.cpu_seconds() - cpu_server
-    wall_ns = (fleet.last_report_ns or 0) - (fleet.first_lease_ns or 0)
+    wall_ns = 0
+    if fleet.first_lease_ns is not None and fleet.last_report_ns is not None:
+        wall_ns = fleet.last_report_ns - fleet.first_lease_ns
     last_lessee = {e.job_id: e.device for e in sorted(fleet.leases, key=lambda e: e.at_ns)}
     return {
         "fleet": fleet,
@@ -227,10 +235,10 @@ async def _fleet_phase(cfg: RunConfig, coords: env.Coordinators, seed: env.Seed)
                 "collapsed": not finished,
                 "phase_reached": phase,  # register | enqueue | run: where a collapse stopped it
                 "jobs_reported": len(fleet.completed),
-                "wall_s": round(wall_ns / 1e9, 3),
-                "jobs_per_s": round(len(fleet.completed) / (wall_ns / 1e9), 1)
-                if wall_ns > 0
-                else 0.0,
+                "wall_s": round(wall_ns / 1e9, 3),  # first lease call to last accepted report
+                "jobs_per_s": _rate(len(fleet.completed), wall_ns),
+                "phase_s": round(drive_ns / 1e9, 3),  # the whole lease/report phase
+                "jobs_per_s_over_phase": _rate(len(fleet.completed), drive_ns),
                 "lease_200": len(fleet.leases),
                 "dropped_reports": dict(fleet.dropped_reports),
                 "refused_agents": dict(fleet.fatal),
@@ -242,6 +250,7 @@ async def _fleet_phase(cfg: RunConfig, coords: env.Coordinators, seed: env.Seed)
             ),
             "cpu_s": {"client": round(cpu_client, 2), "coordinator": round(cpu_server, 2)},
             "completions_per_s": _completions_per_s(fleet),
+            "loadavg_during": fleet.load_samples,
         },
     }
 
@@ -323,7 +332,11 @@ def row(r: dict[str, Any]) -> list[str]:
     transport = sum(sum(k.values()) for k in r["transport_errors"].values())
     ra = sum(v["with_retry_after"] for v in r["unavailable_503"].values())
     no_ra = sum(v["without_retry_after"] for v in r["unavailable_503"].values())
-    dup = audit["jobs_with_several_results"] + audit["results_from_other_device"]
+    dup = (
+        audit["jobs_with_several_results"]
+        + audit["results_not_from_last_lessee"]
+        + audit["results_not_from_job_holder"]
+    )
     return [
         cfg["backend"], str(cfg["processes"]), str(cfg["agents"]), str(audit["jobs_in_db"]),
         str(run["jobs_reported"]), f"{run['wall_s']:.1f}", f"{run['jobs_per_s']:.1f}",

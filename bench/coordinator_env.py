@@ -338,11 +338,10 @@ def audit(database_url: str, job_ids: set[int], last_lessee: dict[int, str]) -> 
     ours = [j for j in jobs if j.id in job_ids]
     holder = {j.id: names.get(j.device_id) if j.device_id else None for j in ours}
     result_of = {r.job_id: r for r in results if r.job_id in job_ids}
-    wrong_device = [
-        r.job_id
-        for r in result_of.values()
-        if r.device_name != last_lessee.get(r.job_id) or r.device_name != holder.get(r.job_id)
+    not_last_lessee = [
+        r.job_id for r in result_of.values() if r.device_name != last_lessee.get(r.job_id)
     ]
+    not_holder = [r.job_id for r in result_of.values() if r.device_name != holder.get(r.job_id)]
     return {
         "database": f"{engine.dialect.name} {version}",
         "jobs_in_db": len(ours),
@@ -355,7 +354,10 @@ def audit(database_url: str, job_ids: set[int], last_lessee: dict[int, str]) -> 
         "results": len(result_of),
         "results_failed": sum(r.status != "succeeded" for r in result_of.values()),
         "jobs_with_several_results": sum(per_job.get(j, 0) > 1 for j in job_ids),
-        "results_from_other_device": len(wrong_device),
+        # a result stored for a device other than the last one the client saw lease the job
+        # (a lease answer lost to a timeout can also cause this), or than the job's holder
+        "results_not_from_last_lessee": len(not_last_lessee),
+        "results_not_from_job_holder": len(not_holder),
         "succeeded_without_result": sum(
             j.status == "succeeded" and j.id not in result_of for j in ours
         ),

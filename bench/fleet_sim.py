@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import sys
 import time
@@ -113,6 +114,7 @@ class Fleet:
     completed: set[int] = field(default_factory=set)
     fatal: Counter[str] = field(default_factory=Counter)
     dropped_reports: Counter[str] = field(default_factory=Counter)
+    load_samples: list[float] = field(default_factory=list)  # 1-min load average, every 10 s
     first_lease_ns: int | None = None
     last_report_ns: int | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -296,6 +298,7 @@ async def _progress(fleet: Fleet, started_ns: int, every_s: float = 10.0) -> Non
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(fleet.stop.wait(), every_s)
         elapsed = (time.perf_counter_ns() - started_ns) / 1e9
+        fleet.load_samples.append(round(os.getloadavg()[0], 2))
         print(
             f"  ... {elapsed:5.0f} s: {len(fleet.completed)}/{len(fleet.expected)} jobs reported",
             file=sys.stderr,

@@ -15,6 +15,7 @@ Isolated runs (subprocess, timeout, memory limit): ``convert_isolated`` /
 from converters.base import Artifact, ConversionStep, sha256_file
 from converters.coreml_steps import CoreMLFromOnnx, CoreMLFromTorch, coreml_spec_io
 from converters.errors import BackendMissingError, ConversionError, ConversionInputError
+from converters.executorch_steps import ExecuTorchFromOnnx, ExecuTorchFromTorch
 from converters.inspect import ModelInfo, TensorSpec, check_pt2_archive, inspect_model, load_pt2
 from converters.onnx_steps import OnnxFromOnnx, OnnxFromTorch, OpenVinoFromOnnx
 from converters.plan import TARGETS, build_step
@@ -33,6 +34,8 @@ __all__ = [
     "ConversionStep",
     "CoreMLFromOnnx",
     "CoreMLFromTorch",
+    "ExecuTorchFromOnnx",
+    "ExecuTorchFromTorch",
     "ModelInfo",
     "OnnxFromOnnx",
     "OnnxFromTorch",

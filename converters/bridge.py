@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from converters.errors import ConversionError
+from converters.simplify import simplify_model
 
 
 def _ensure_torchvision_importable() -> None:
@@ -47,13 +48,25 @@ def _ensure_torchvision_importable() -> None:
         del sys.modules["torchvision"], sys.modules["torchvision.ops"]
 
 
-def onnx_to_torch(src: str | Path) -> Any:
-    """Load an ONNX file as a ``torch.fx.GraphModule`` with onnx2torch (eval mode)."""
+def onnx_to_torch(
+    src: str | Path, input_shapes: dict[str, list[int]] | None = None, *, simplify: bool = True
+) -> Any:
+    """Load an ONNX file as a ``torch.fx.GraphModule`` with onnx2torch (eval mode).
+
+    With ``simplify`` (the default) the graph first goes through the shape-folding pass of
+    ``converters.simplify`` with its inputs fixed to ``input_shapes`` (where given), so
+    ``Shape``-driven reshapes reach onnx2torch as constants; the pass's report is in
+    ``module.meta["simplify"]``."""
     _ensure_torchvision_importable()
     import onnx
     from onnx2torch import convert
 
-    model = prepare_for_onnx2torch(onnx.load(str(src)))
+    model = onnx.load(str(src))
+    report = None
+    if simplify:
+        model, rep = simplify_model(model, input_shapes)
+        report = rep.to_dict()
+    model = prepare_for_onnx2torch(model)
     try:
         module = convert(model)
     except NotImplementedError as exc:
@@ -61,17 +74,31 @@ def onnx_to_torch(src: str | Path) -> Any:
             f"onnx2torch cannot translate this model: {exc}", step="onnx2torch"
         ) from exc
     _fold_constant_reshapes(module)
+    _contiguous_tensors(module)
+    module.meta["simplify"] = report
     return module.eval()
 
 
+def _contiguous_tensors(module: Any) -> None:
+    """onnx2torch stores a Gemm's ``transB=0`` weight as a transposed *view* (``weights.T``);
+    litert-torch serializes a parameter's storage as if it were contiguous, so such a weight
+    came out transposed in the .tflite (rel. error ~1 on onnxsim-fused MatMul+Add -> Gemm).
+    Give every parameter and buffer its own contiguous storage."""
+    for t in [*module.parameters(), *module.buffers()]:
+        if not t.is_contiguous():
+            t.data = t.data.contiguous()
+
+
 def _fold_constant_reshapes(gm: Any) -> None:
-    """onnx2torch's Reshape, Slice, Gather and (Un)Squeeze read sizes/bounds/axes from buffers at run
-    time, which torch.export sees as data-dependent; bake the constants in (``torch.reshape``
-    with fixed sizes, a slicing module with fixed python slices, static-axes modules)."""
+    """onnx2torch's Reshape, Slice, Gather, Split and (Un)Squeeze read sizes/bounds/axes from
+    buffers at run time, which torch.export sees as data-dependent; bake the constants in
+    (``torch.reshape`` with fixed sizes, a slicing module with fixed python slices, split and
+    static-axes modules with python lists)."""
     import torch
     from onnx2torch.node_converters.gather import OnnxGather
     from onnx2torch.node_converters.reshape import OnnxReshape
     from onnx2torch.node_converters.slice import OnnxSlice, _do_slice, _get_slices
+    from onnx2torch.node_converters.split import OnnxSplit, OnnxSplit13
     from onnx2torch.node_converters.squeeze import OnnxSqueezeDynamicAxes, OnnxSqueezeStaticAxes
     from onnx2torch.node_converters.unsqueeze import (
         OnnxUnsqueezeDynamicAxes,
@@ -123,6 +150,12 @@ def _fold_constant_reshapes(gm: Any) -> None:
         elif type(mod) in static_axes and consts and consts[0] is not None:
             name = node.target.replace(".", "_") + "_static"
             gm.add_submodule(name, static_axes[type(mod)]([int(a) for a in consts[0].tolist()]))
+            with gm.graph.inserting_before(node):
+                new = gm.graph.call_module(name, (node.args[0],))
+        elif isinstance(mod, OnnxSplit13) and consts and consts[0] is not None:
+            sizes = [int(v) for v in consts[0].tolist()]
+            name = node.target.replace(".", "_") + "_static"
+            gm.add_submodule(name, OnnxSplit(mod.num_splits, mod.axis, sizes))
             with gm.graph.inserting_before(node):
                 new = gm.graph.call_module(name, (node.args[0],))
         elif isinstance(mod, OnnxSlice):

@@ -133,5 +133,7 @@ class CoreMLFromOnnx(_CoreMLStep):
         shapes = self.static_shapes(info)
         arrays = seeded_inputs([(t.name, shapes[t.name], t.dtype) for t in info.inputs])
         sample = tuple(torch.from_numpy(arrays[t.name]) for t in info.inputs)
-        model = self._convert_torch(onnx_to_torch(src), sample, [t.name for t in info.inputs])
-        return {"backend": "onnx2torch+coremltools", **self._save(model, info, out, shapes)}
+        module = onnx_to_torch(src, shapes, simplify=self.options.get("simplify", True))
+        model = self._convert_torch(module, sample, [t.name for t in info.inputs])
+        meta = {"backend": "onnx2torch+coremltools", "simplify": module.meta.get("simplify")}
+        return {**meta, **self._save(model, info, out, shapes)}

@@ -56,6 +56,8 @@ def model_format(path: str | Path) -> str:
         return "onnx"
     if suffix in (".pt2", ".pt", ".ep"):
         return "pt2"
+    if suffix == ".pte":
+        return "executorch"
     raise ConversionInputError(
         f"unsupported model file {Path(path).name!r}",
         hint="upload an ONNX model (.onnx) or a torch.export program saved with torch.export.save (.pt2)",
@@ -66,7 +68,74 @@ def inspect_model(path: str | Path) -> ModelInfo:
     path = Path(path)
     if not path.is_file():
         raise ConversionInputError(f"model file not found: {path}")
-    return inspect_onnx(path) if model_format(path) == "onnx" else inspect_pt2(path)
+    fmt = model_format(path)
+    if fmt == "executorch":
+        raise ConversionInputError(
+            f"{path.name} is an ExecuTorch program (.pte): it is benchmarked as it is, not "
+            "converted or used as a validation reference",
+            hint="upload the .pt2 or ONNX model it came from to convert it",
+        )
+    return inspect_onnx(path) if fmt == "onnx" else inspect_pt2(path)
+
+
+# ---------------------------------------------------------------------------- .pte
+
+# An ExecuTorch program is a flatbuffer whose file identifier (bytes 4..8) is "ET" and a
+# two-digit schema version ("ET12" for the executorch 1.x program schema, program.fbs).
+PTE_IDENTIFIER = b"ET"
+
+
+def is_pte(head: bytes) -> bool:
+    """Whether the first 8 bytes of a file are an ExecuTorch program's header."""
+    return len(head) >= 8 and head[4:6] == PTE_IDENTIFIER and head[6:8].isdigit()
+
+
+def pte_signature(path: str | Path, method: str = "forward") -> dict[str, Any]:
+    """Methods and the I/O of ``method`` (or the program's first), read by ``executorch.runtime``,
+    which verifies the flatbuffer while loading it. Tensor names are ``input_i``/``output_i``
+    (a .pte keeps positions, not names)."""
+    from executorch.runtime import Runtime, Verification
+
+    program = Runtime.get().load_program(Path(path), verification=Verification.InternalConsistency)
+    names = sorted(program.method_names)
+    if not names:
+        raise ConversionInputError(f"{Path(path).name} holds no method to run")
+    chosen = method if method in names else names[0]
+    meta = program.metadata(chosen)
+
+    def rows(count: int, get: Any, prefix: str) -> list[dict[str, Any]]:
+        out = []
+        for i in range(count):
+            info = get(i)
+            out.append(
+                {
+                    "name": f"{prefix}_{i}",
+                    "shape": [int(d) for d in info.sizes()],
+                    "dtype": PTE_DTYPES.get(int(info.dtype()), f"scalar_type_{int(info.dtype())}"),
+                }
+            )
+        return out
+
+    return {
+        "method": chosen,
+        "methods": names,
+        "inputs": rows(meta.num_inputs(), meta.input_tensor_meta, "input"),
+        "outputs": rows(meta.num_outputs(), meta.output_tensor_meta, "output"),
+    }
+
+
+# c10::ScalarType codes (executorch/runtime/core/portable_type/scalar_type.h) -> numpy names
+PTE_DTYPES: dict[int, str] = {
+    0: "uint8",
+    1: "int8",
+    2: "int16",
+    3: "int32",
+    4: "int64",
+    5: "float16",
+    6: "float32",
+    7: "float64",
+    11: "bool",
+}
 
 
 # ---------------------------------------------------------------------------- ONNX

@@ -8,12 +8,11 @@ from typing import Any
 from converters.base import ConversionStep
 from converters.coreml_steps import CoreMLFromOnnx, CoreMLFromTorch
 from converters.errors import ConversionInputError
+from converters.executorch_steps import ExecuTorchFromOnnx, ExecuTorchFromTorch
 from converters.inspect import model_format
 from converters.onnx_steps import OnnxFromOnnx, OnnxFromTorch, OpenVinoFromOnnx
 from converters.tensorrt_steps import TensorRTFromOnnx
 from converters.tflite_steps import TFLiteFromOnnx, TFLiteFromTorch
-
-TARGETS = ("onnx", "tflite", "coreml", "openvino", "tensorrt")
 
 _DIRECT: dict[tuple[str, str], type[ConversionStep]] = {
     ("onnx", "onnx"): OnnxFromOnnx,
@@ -24,7 +23,11 @@ _DIRECT: dict[tuple[str, str], type[ConversionStep]] = {
     ("pt2", "coreml"): CoreMLFromTorch,
     ("onnx", "openvino"): OpenVinoFromOnnx,
     ("onnx", "tensorrt"): TensorRTFromOnnx,
+    ("onnx", "executorch"): ExecuTorchFromOnnx,
+    ("pt2", "executorch"): ExecuTorchFromTorch,
 }
+TARGETS: tuple[str, ...] = tuple(dict.fromkeys(target for _, target in _DIRECT))
+"""Every target some step produces (a .pt2 reaches the ONNX-only ones through ONNX)."""
 
 
 def build_step(

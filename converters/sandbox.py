@@ -176,17 +176,15 @@ def run_sandboxed(
 ) -> SandboxOutcome[R]:
     """Run ``entry(request, emit)`` in a fresh sandboxed interpreter (``python``, default this
     one) with cwd ``cwd`` (default ``rundir``) and the environment ``child_env(env, env_drop)``;
-    see the module docstring."""
+    see the module docstring. Raises ``OSError`` only when this process cannot write the
+    request or open the stderr file (a full disk); a child that cannot start is an outcome."""
     started = time.monotonic()
     req_path, out_path = rundir / "request.json", rundir / "result.json"
     err_path = stderr_path or rundir / "stderr.log"
     interpreter = python or sys.executable
-    try:
-        rundir.mkdir(parents=True, exist_ok=True)
-        out_path.unlink(missing_ok=True)
-        req_path.write_text(request.model_dump_json())
-    except OSError as exc:
-        return SandboxOutcome(SandboxEnd.not_started, error=f"cannot write the request: {exc}")
+    rundir.mkdir(parents=True, exist_ok=True)  # our own files: an OSError here is ours
+    out_path.unlink(missing_ok=True)
+    req_path.write_text(request.model_dump_json())
     cmd = [
         interpreter, "-m", "converters.sandbox", "--entry", entry,
         "--request-type", _reference(type(request)),

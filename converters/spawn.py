@@ -202,12 +202,17 @@ class Sandbox:
             if pidfd >= 0:
                 os.close(pidfd)
 
-    def close(self) -> int | None:
-        """Kill what is left of the child's process group, reap the child and the watchdog;
-        returns the child's exit status (idempotent)."""
+    def kill_group(self) -> None:
+        """SIGKILL the child's process group now (``close`` reaps it)."""
         if self.proc.returncode is None:  # unreaped: the group id is still the child's
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self.pid, signal.SIGKILL)
+
+    def close(self) -> int | None:
+        """Kill what is left of the child's process group, reap the child and the watchdog;
+        returns the child's exit status (idempotent)."""
+        if self.proc.returncode is None:
+            self.kill_group()
             try:
                 self.proc.wait(timeout=10)
             except subprocess.TimeoutExpired:  # pragma: no cover - unkillable (D state)

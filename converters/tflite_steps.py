@@ -23,6 +23,7 @@ from converters.base import ConversionStep
 from converters.bridge import infer_perm, onnx_to_torch, seeded_inputs
 from converters.errors import BackendMissingError, ConversionError, ConversionInputError
 from converters.inspect import check_opset, inspect_onnx, load_pt2, program_info
+from converters.simplify import simplified_onnx
 
 log = logging.getLogger("converters")
 REPO = Path(__file__).resolve().parent.parent
@@ -175,6 +176,11 @@ class TFLiteFromOnnx(ConversionStep):
       the artifact metadata records a ``perm`` per input/output so runners transpose.
     * ``auto``: the bridge first (faster, no TensorFlow, and it handled every zoo model while
       onnx2tf emitted Flex ops for the ViT), onnx2tf when the bridge fails.
+
+    Both backends get the graph after the shape-folding pass (``converters.simplify``, with
+    the static input shapes), so ``Shape -> Gather -> Concat -> Reshape`` chains of exported
+    transformers reach them as constant reshapes; ``simplify=False`` (an option) skips it.
+    The pass's report is the artifact metadata's ``simplify``.
     """
 
     target = "tflite"
@@ -196,7 +202,7 @@ class TFLiteFromOnnx(ConversionStep):
         meta: dict[str, Any] = {}
         if backend in ("auto", "onnx2torch"):
             try:
-                self._run_bridge(src, out, info, shapes)
+                meta["simplify"] = self._run_bridge(src, out, info, shapes)
                 backend = "onnx2torch"
             except ConversionInputError:
                 raise
@@ -211,7 +217,12 @@ class TFLiteFromOnnx(ConversionStep):
                 backend = "onnx2tf"
         if backend == "onnx2tf":
             fp32 = out.with_name(out.stem + ".fp32-tmp.tflite") if self.precision != "fp32" else out
-            self._run_onnx2tf(src, fp32, shapes)
+            if self.options.get("simplify", True):
+                with simplified_onnx(src, shapes, out.parent) as (graph, report):
+                    meta["simplify"] = report
+                    self._run_onnx2tf(graph, fp32, shapes)
+            else:
+                self._run_onnx2tf(src, fp32, shapes)
             if self.precision != "fp32":  # same quantizer as the litert-torch paths
                 quantize_tflite(fp32, out, self.precision)
                 fp32.unlink()
@@ -232,12 +243,18 @@ class TFLiteFromOnnx(ConversionStep):
             "opset": info.opset,
         }
 
-    def _run_bridge(self, src: Path, out: Path, info: Any, shapes: dict[str, list[int]]) -> None:
+    def _run_bridge(
+        self, src: Path, out: Path, info: Any, shapes: dict[str, list[int]]
+    ) -> dict[str, Any] | None:
+        """onnx2torch -> litert-torch; returns the simplification report."""
         import torch
 
         arrays = seeded_inputs([(t.name, shapes[t.name], t.dtype) for t in info.inputs])
         sample = tuple(torch.from_numpy(arrays[t.name]) for t in info.inputs)
-        _litert_from_module(onnx_to_torch(src), sample, out, self.precision)
+        module = onnx_to_torch(src, shapes, simplify=self.options.get("simplify", True))
+        _litert_from_module(module, sample, out, self.precision)
+        report: dict[str, Any] | None = module.meta.get("simplify")
+        return report
 
     def _run_onnx2tf(self, src: Path, out: Path, shapes: dict[str, list[int]]) -> None:
         py = onnx2tf_python()

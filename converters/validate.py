@@ -3,7 +3,9 @@
 The reference is ONNX Runtime on the source ONNX model, or the torch program itself for a
 ``.pt2`` source. Inputs are drawn from ``numpy.random.default_rng(seed)`` with the source's
 (concrete) shapes and transposed per the artifact metadata's ``perm`` (e.g. NCHW -> NHWC
-for onnx2tf); artifact outputs are transposed back before comparing.
+for onnx2tf); artifact outputs are transposed back before comparing. How an artifact runs, or
+why it is not validated here, is declared with its runtime (``latencylab.runtimes``:
+``artifact_runner`` in ``converters.inference``, ``not_validated``).
 
 Errors, per output: ``abs = max|y - ref|`` and ``rel = abs / max|ref|`` (relative to the
 output's range, which stays meaningful where individual reference values are near zero).
@@ -21,7 +23,9 @@ An output passes when ``rel <= rtol`` or ``abs <= atol``. Tolerances per precisi
 
 from __future__ import annotations
 
+import importlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ import numpy as np
 from converters.base import Artifact
 from converters.bridge import seeded_inputs
 from converters.inspect import inspect_model, load_pt2, model_format
+from latencylab.runtimes import RUNTIMES
 
 TOLERANCES: dict[str, dict[str, float]] = {
     "fp32": {"rtol": 1e-4, "atol": 1e-4},
@@ -62,41 +67,16 @@ def reference_outputs(source: str | Path, feeds: dict[str, np.ndarray]) -> list[
 
 
 def run_artifact(art: Artifact, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    """Run the artifact on feeds keyed by artifact input names; outputs in metadata order."""
-    outs_meta = art.metadata["outputs"]
-    if art.format == "onnx":
-        import onnxruntime as ort
-
-        sess = ort.InferenceSession(str(art.path), providers=["CPUExecutionProvider"])
-        res = sess.run([o["name"] for o in outs_meta], feeds)
-        return [np.asarray(r) for r in res]
-    if art.format == "tflite":
-        from ai_edge_litert.interpreter import Interpreter
-
-        interp = Interpreter(model_path=str(art.path))
-        if art.metadata.get("signature") is None:  # no SignatureDef: raw tensors by name
-            interp.allocate_tensors()
-            for d in interp.get_input_details():
-                interp.set_tensor(d["index"], feeds[d["name"]])
-            interp.invoke()
-            by_name = {d["name"]: d["index"] for d in interp.get_output_details()}
-            return [np.asarray(interp.get_tensor(by_name[o["name"]])) for o in outs_meta]
-        runner = interp.get_signature_runner(art.metadata["signature"])
-        res = runner(**feeds)
-        return [np.asarray(res[o["name"]]) for o in outs_meta]
-    if art.format == "openvino":
-        import openvino as ov
-
-        # OpenVINO's CPU plugin defaults to bf16 compute on CPUs with AVX512-BF16/AMX; runners
-        # (and this check) ask for f32 so fp32/fp16-weight IRs are measured as converted.
-        compiled = ov.Core().compile_model(
-            str(art.path / art.metadata.get("entry", "model.xml")),
-            "CPU",
-            {"INFERENCE_PRECISION_HINT": "f32"},
-        )
-        res = compiled(feeds)
-        return [np.asarray(res[compiled.outputs[i]]) for i in range(len(outs_meta))]
-    raise NotImplementedError(art.format)
+    """Run the artifact on feeds keyed by artifact input names; outputs in metadata order,
+    with the function its format's runtime declaration names (``converters.inference``)."""
+    decl = RUNTIMES.by_format(art.format)
+    if decl is None or decl.artifact_runner is None:
+        raise NotImplementedError(f"no artifact runner is declared for format {art.format!r}")
+    module, _, func = decl.artifact_runner.partition(":")
+    run: Callable[[Artifact, dict[str, np.ndarray]], list[np.ndarray]] = getattr(
+        importlib.import_module(module), func
+    )
+    return run(art, feeds)
 
 
 def compare(ref: np.ndarray, got: np.ndarray, precision: str) -> dict[str, Any]:
@@ -145,10 +125,9 @@ def validate(
         "tolerance": TOLERANCES.get(art.precision),
         "seed": seed,
     }
-    if art.format == "coreml":
-        return {**base, "note": "not validated: needs macOS"}
-    if art.format == "tensorrt":
-        return {**base, "note": "not validated here: TensorRT engines are checked on the GPU agent"}
+    decl = RUNTIMES.by_format(art.format)
+    if decl is not None and decl.not_validated:
+        return {**base, "note": decl.not_validated}
     info = inspect_model(source)
     shapes = dict(input_shapes or {})
     for entry in art.metadata["inputs"]:  # artifact input shapes are concrete for static targets

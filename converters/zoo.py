@@ -15,14 +15,15 @@ from typing import Any
 import torch
 from torch import nn
 
-
-def _bn(c: int) -> nn.BatchNorm2d:
-    bn = nn.BatchNorm2d(c)
-    assert bn.running_mean is not None and bn.running_var is not None
-    with torch.no_grad():
-        bn.running_mean.uniform_(-0.1, 0.1)
-        bn.running_var.uniform_(0.5, 1.5)
-    return bn
+from converters.zoo_attention import DeiTTiny, EncoderLayer, MobileViTTiny, SwinTiny
+from converters.zoo_convnets import (
+    ConvNeXtTiny,
+    GhostNetTiny,
+    MobileOneTiny,
+    RegNetTiny,
+    YoloTiny,
+)
+from converters.zoo_convnets import bn as _bn
 
 
 class InvertedResidual(nn.Module):
@@ -137,26 +138,6 @@ class ResNetTiny(nn.Module):
         )
 
 
-class EncoderLayer(nn.Module):
-    def __init__(self, dim: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
-        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, n, d = x.shape
-        q, k, v = (
-            self.qkv(self.ln1(x))
-            .reshape(b, n, 3, self.heads, d // self.heads)
-            .permute(2, 0, 3, 1, 4)
-        )
-        att = torch.softmax(q @ k.transpose(-2, -1) * (d // self.heads) ** -0.5, dim=-1)
-        x = x + self.proj((att @ v).transpose(1, 2).reshape(b, n, d))
-        return x + self.mlp(self.ln2(x))
-
-
 class ViTTiny(nn.Module):
     def __init__(
         self, image: int = 32, patch: int = 8, dim: int = 32, depth: int = 2, num_classes: int = 10
@@ -240,7 +221,30 @@ MODELS: dict[str, ZooModel] = {
         ZooModel("vit", ViTTiny, {"x": (1, 3, 32, 32)}),
         ZooModel("two_input", TwoInput, {"image": (1, 3, 32, 32), "features": (1, 12)}),
         ZooModel("dynamic_batch", DynamicBatch, {"x": (2, 3, 32, 32)}, dynamic_batch=True),
+        ZooModel("deit", DeiTTiny, {"x": (1, 3, 32, 32)}),
+        ZooModel("swin", SwinTiny, {"x": (1, 3, 64, 64)}),
+        ZooModel("mobilevit", MobileViTTiny, {"x": (1, 3, 64, 64)}),
+        ZooModel("convnext", ConvNeXtTiny, {"x": (1, 3, 64, 64)}),
+        ZooModel("regnet", RegNetTiny, {"x": (1, 3, 64, 64)}),
+        ZooModel("ghostnet", GhostNetTiny, {"x": (1, 3, 64, 64)}),
+        ZooModel("mobileone", MobileOneTiny, {"x": (1, 3, 64, 64)}),
+        ZooModel("yolo", YoloTiny, {"x": (1, 3, 64, 64)}),
     ]
+}
+# One model per architecture family, for the coverage matrix (docs/conversions.md).
+FAMILIES: dict[str, str] = {
+    "mobilenet_v2": "MobileNetV2",
+    "resnet": "ResNet",
+    "efficientnet": "EfficientNet",
+    "vit": "ViT",
+    "deit": "DeiT",
+    "swin": "Swin",
+    "mobilevit": "MobileViT",
+    "convnext": "ConvNeXt",
+    "regnet": "RegNetY",
+    "ghostnet": "GhostNet",
+    "mobileone": "MobileOne (re-parameterised)",
+    "yolo": "YOLO-style detector",
 }
 
 

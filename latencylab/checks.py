@@ -8,15 +8,21 @@ a model having to be uploaded first: ``latencylab submit`` checks its targets be
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from latencylab.fields import Id, RequestModel
+from latencylab.runtimes import RUNTIMES
 from latencylab.schemas import MeasureSettings, Target
 
-ModelFormat = Literal["onnx", "pt2", "tflite", "openvino", "coreml"]
-"""The format of a stored model (an ``.onnx`` inside a zip is ``onnx``)."""
+# The format of a stored model (an ``.onnx`` inside a zip is ``onnx``): every format some
+# declared runtime runs as it is (latencylab.runtimes).
+MODEL_FORMATS: tuple[str, ...] = tuple(RUNTIMES.native_runtimes)
+if TYPE_CHECKING:
+    ModelFormat = str
+else:
+    ModelFormat = Literal[MODEL_FORMATS]
 
 
 class BenchmarkCheck(RequestModel):

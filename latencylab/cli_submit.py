@@ -32,12 +32,13 @@ from latencylab.cli_common import (
 from latencylab.cli_results import print_problems, print_results
 from latencylab.client import Client, LatencyLabError
 from latencylab.progress import watch
-from latencylab.runtime_options import OPTIONS, RuntimeOptions
+from latencylab.runtime_options import RuntimeOptions
+from latencylab.runtimes import OPTIONS
 from latencylab.schemas import ModelPublic, Precision, Runtime
 
 RUNTIME_NAMES = get_args(Runtime)
 PRECISIONS = get_args(Precision)
-SUFFIX_FORMATS = {".onnx": "onnx", ".pt2": "pt2", ".tflite": "tflite"}
+SUFFIX_FORMATS = {".onnx": "onnx", ".pt2": "pt2", ".tflite": "tflite", ".pte": "executorch"}
 """What the coordinator will detect for these suffixes (others: it tells after the upload)."""
 
 FLAGS = {"options": "--option", "batch_size": "--batch-size"}

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from latencylab.fields import Id, RequestModel, Text
+from latencylab.runtimes import RUNTIMES
 
-Target = Literal["onnx", "tflite", "coreml", "tensorrt", "openvino"]
-TARGETS: tuple[str, ...] = ("onnx", "tflite", "coreml", "tensorrt", "openvino")
+# Conversion targets: those the runtime declarations name (latencylab.runtimes), one place.
+TARGETS: tuple[str, ...] = tuple(d.target for d in RUNTIMES if d.target is not None)
+if TYPE_CHECKING:
+    Target = str
+else:
+    Target = Literal[TARGETS]
 ConversionStatus = Literal["queued", "running", "succeeded", "failed"]
 
 

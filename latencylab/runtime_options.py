@@ -4,14 +4,15 @@ One model per runtime, ``extra="forbid"``: an unknown key is a 422 naming it. No
 a path, a library or a program: a delegate or a tool is chosen by the agent's operator (agent
 settings map names to paths, see ``agents.config.AgentSettings.delegates``); a caller only
 names it. The coordinator validates targets with these models, and every runner parses its
-options with the same model again before it uses them.
+options with the same model again before it uses them. Which model is a runtime's is declared
+with the runtime (``latencylab.runtimes``: ``parse_options``, ``normalized_options``).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00]+$")]
 Dim = Annotated[int, Field(ge=1, le=1 << 31)]
@@ -88,13 +89,16 @@ class OnnxRuntimeOptions(RuntimeOptions):
     )
 
 
+CpuMask = Annotated[str, StringConstraints(pattern=r"^(?i:all|none|(0x)?[0-9a-f]{1,16})$")]
+
+
 class TFLiteOptions(RuntimeOptions):
     delegate: DelegateName | None = Field(
         None, description="'xnnpack' (default), 'none', 'gpu' or a delegate the agent names"
     )
-    cpu_mask: (
-        Annotated[str, StringConstraints(pattern=r"^(?i:all|none|(0x)?[0-9a-f]{1,16})$")] | None
-    ) = Field(None, description="Phones: taskset hex mask such as 'f0', or 'all'")
+    cpu_mask: CpuMask | None = Field(
+        None, description="Phones: taskset hex mask such as 'f0', or 'all'"
+    )
 
 
 OPENVINO_KEYS = Literal[
@@ -135,15 +139,13 @@ class CoreMLOptions(RuntimeOptions):
     compute_units: Literal["ALL", "CPU_ONLY", "CPU_AND_GPU", "CPU_AND_NE"] | None = None
 
 
-OPTIONS: dict[str, type[RuntimeOptions]] = {
-    "onnxruntime": OnnxRuntimeOptions,
-    "tflite": TFLiteOptions,
-    "openvino": OpenVinoOptions,
-    "pytorch": PyTorchOptions,
-    "tensorrt": TensorRTOptions,
-    "coreml": CoreMLOptions,
-}
-"""Runtime name -> its options model."""
+class ExecuTorchOptions(RuntimeOptions):
+    """The .pte fixes its backends (XNNPACK partitions, portable kernels); threads come from
+    the target's ``threads`` (the runtime's threadpool size)."""
+
+    cpu_mask: CpuMask | None = Field(
+        None, description="Phones: taskset hex mask such as 'f0', or 'all'"
+    )
 
 
 class DelegateLibrary(BaseModel):
@@ -170,29 +172,3 @@ class HostTools(BaseModel):
 
 class OptionsError(ValueError):
     """Options that the runtime's model refuses; the message names each offending key."""
-
-
-def options_model(runtime: str) -> type[RuntimeOptions]:
-    return OPTIONS.get(runtime, RuntimeOptions)
-
-
-def parse_options(runtime: str, options: dict[str, Any] | None) -> RuntimeOptions:
-    """The typed options of ``runtime``; ``OptionsError`` names every bad key and the allowed ones."""
-    model = options_model(runtime)
-    try:
-        return model.model_validate(options or {})
-    except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            loc = ".".join(str(p) for p in e["loc"])
-            msg = "unknown option" if e["type"] == "extra_forbidden" else e["msg"]
-            problems.append(f"{loc}: {msg}")
-        allowed = ", ".join(sorted(model.model_fields))
-        raise OptionsError(
-            f"invalid {runtime} options: {'; '.join(problems)} (allowed: {allowed})"
-        ) from None
-
-
-def normalized_options(runtime: str, options: dict[str, Any] | None) -> dict[str, Any]:
-    """Validated options as a plain dict without unset keys (what is stored with a job)."""
-    return parse_options(runtime, options).model_dump(exclude_none=True, mode="json")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -28,11 +28,18 @@ from pydantic_core import PydanticCustomError
 from latencylab.conversions import ConversionTask
 from latencylab.fields import Id, JsonObject, RequestModel, Seed, StrMap, Text
 from latencylab.quality import QualityFlag, RepeatsSummary
-from latencylab.runtime_options import HostTools, normalized_options
+from latencylab.runtime_options import HostTools
+from latencylab.runtimes import RUNTIMES as DECLARED_RUNTIMES
+from latencylab.runtimes import normalized_options
 from latencylab.status import JobStatus
 
-Runtime = Literal["onnxruntime", "tflite", "coreml", "tensorrt", "openvino", "pytorch"]
-RUNTIMES: tuple[str, ...] = ("onnxruntime", "tflite", "coreml", "tensorrt", "openvino", "pytorch")
+# The runtime names are those declared in latencylab.runtimes (one place); to type checkers
+# a runtime is a str, to pydantic (validation, the OpenAPI enum) the Literal of those names.
+if TYPE_CHECKING:
+    Runtime = str
+else:
+    Runtime = Literal[DECLARED_RUNTIMES.names]
+RUNTIMES: tuple[str, ...] = DECLARED_RUNTIMES.names
 Precision = Literal["fp32", "fp16", "int8"]
 BenchmarkStatus = Literal["queued", "running", "succeeded", "partial", "failed"]
 Scope = Literal["admin", "user", "agent"]
@@ -484,7 +491,7 @@ class TokenCreate(_Model):
     model_config = ConfigDict(extra="forbid")
 
     scope: Scope = "user"
-    name: str = Field("", max_length=200)
+    name: Text = Field("", max_length=200)
     devices: list[DevicePattern] | None = Field(
         None,
         min_length=1,

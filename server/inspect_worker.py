@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import resource
+import shutil
 import zipfile
 from collections.abc import Callable
 from dataclasses import asdict
@@ -23,7 +24,7 @@ import onnx
 from converters.archives import ArchiveRejected, extract
 from converters.coreml_steps import coreml_spec_io
 from converters.errors import ConversionInputError
-from converters.inspect import check_pt2_archive, inspect_pt2, onnx_signature
+from converters.inspect import check_pt2_archive, inspect_pt2, is_pte, onnx_signature, pte_signature
 from converters.sandbox import Emit
 from server.inspection import SUPPORTED, InspectRequest, InspectResult, ModelInfo, ModelRejected
 from server.model_checks import ModelCheckFailed, check_external_data
@@ -38,7 +39,11 @@ _COREML_DTYPES = {
     131080: "int8",
 }
 _NOT_SUPPORTED_EXT = {".mlmodel", ".mlpackage", ".engine", ".plan", ".xml", ".bin", ".pb", ".h5"}
-_READ_PREFIX = {"tflite": "not a valid TFLite model: ", "mlpackage": "not a valid CoreML package: "}
+_READ_PREFIX = {
+    "tflite": "not a valid TFLite model: ",
+    "mlpackage": "not a valid CoreML package: ",
+    "pte": "not a valid ExecuTorch program: ",
+}
 
 
 def inspect_file(request: InspectRequest, emit: Emit | None = None) -> InspectResult:
@@ -52,6 +57,11 @@ def inspect_file(request: InspectRequest, emit: Emit | None = None) -> InspectRe
             rejected=_scrub(exc.message, path, workdir, shown), status_code=exc.status_code
         )
     except OSError as exc:  # the server's disk (unpacking), not the upload
+        for entry in workdir.iterdir():  # what was unpacked goes: room for the result file
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
         return InspectResult(os_errno=exc.errno)
     return InspectResult(info=info)
 
@@ -82,6 +92,8 @@ def detect_format(path: Path, filename: str) -> str:
         head = fh.read(8)
     if ext == ".tflite" or head[4:8] == b"TFL3":
         return "tflite"
+    if ext == ".pte" or is_pte(head):
+        return "pte"
     if ext == ".onnx":
         return "onnx"
     if ext == ".pt2":
@@ -302,6 +314,22 @@ def read_mlpackage(path: str) -> dict[str, Any]:
     }
 
 
+def read_pte(path: str) -> dict[str, Any]:
+    """An ExecuTorch program: loaded (and so verified) by ``executorch.runtime``."""
+    sig = pte_signature(path)
+    return {
+        "inputs": sig["inputs"],
+        "outputs": sig["outputs"],
+        "extra": {"method": sig["method"], "methods": sig["methods"]},
+    }
+
+
+def _pte(path: Path, workdir: Path, max_total: int, filename: str) -> ModelInfo:
+    info = ModelInfo(format="executorch", **_read("pte", read_pte, path))
+    info.artifact_meta = {"method": info.extra["method"]}
+    return info
+
+
 def _pt2(path: Path, workdir: Path, max_total: int, filename: str) -> ModelInfo:
     try:  # cheap: refuse zip bombs and non-programs before loading anything
         check_pt2_archive(path)
@@ -328,5 +356,6 @@ READERS: dict[str, Callable[[Path, Path, int, str], ModelInfo]] = {
     "pt2": _pt2,
     "tflite": _tflite,
     "mlpackage": _mlpackage,
+    "pte": _pte,
 }
 """Format (as ``detect_format`` names it) -> its check: the model's info, or ModelRejected."""

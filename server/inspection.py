@@ -11,7 +11,7 @@ from latencylab.errors import ErrorCode
 
 SUPPORTED = (
     "ONNX (.onnx, or a .zip holding one .onnx with its external data), a torch.export "
-    "program (.pt2), TFLite (.tflite), CoreML (a zipped .mlpackage)"
+    "program (.pt2), TFLite (.tflite), CoreML (a zipped .mlpackage), ExecuTorch (.pte)"
 )
 
 

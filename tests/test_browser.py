@@ -10,6 +10,8 @@ page land in ``test-artifacts/screenshots/``.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
 import re
@@ -311,7 +313,7 @@ def test_sign_in_upload_benchmark_and_see_the_result(
     tab.shot("signin")
     page.fill("#token-input", "not-a-token")
     page.click("form.signin button[type=submit]")
-    page.wait_for_selector("form.signin [role=alert]:has-text('invalid')")
+    page.wait_for_selector("form.signin [role=alert]:has-text('unknown token')")
     page.fill("#token-input", server.user_token)
     page.click("form.signin button[type=submit]")
     tab.ready()
@@ -1154,13 +1156,15 @@ def test_profile_note_when_layers_do_not_add_up(
 
 
 def test_table_entries_show_the_ofa_key(server: Live, context: Any) -> None:
-    """An ofa-proxyless table (128 px, measured by a simulated device through the agent routes)
-    lists every entry under the key the ofa-yaml export uses, with LatencyLab's key beneath it
-    and both searchable."""
+    """An ofa-proxyless table (128 px, measured by a simulated device through the agent routes,
+    one block failed on purpose) lists every entry under the key the ofa-yaml export uses, with
+    LatencyLab's key beneath it and both searchable; the failed block carries its OFA key too."""
     dev = SimDevice(server, f"sim-lut-{uuid.uuid4().hex[:4]}", "cpu")
     body = {"space": "ofa-proxyless", "device": dev.name, "runtime": "onnxruntime"}
     body |= {"resolution": 128, "threads": 1, "validate_n": 0}
     rng = random.Random(3)
+    failure = {"status": "failed", "error": "simulated: out of memory", "times_ms": []}
+    first = True
     with server.http(server.user_token) as c:
         r = c.post("/tables", json=body)
         assert r.status_code == 202, r.text
@@ -1173,23 +1177,31 @@ def test_table_entries_show_the_ofa_key(server: Live, context: Any) -> None:
                 time.sleep(0.05)
                 continue
             job = lease.json()
+            result = failure if first else measured(round(rng.uniform(0.05, 2.0), 4))
+            first = False
             rep = dev.http.post(
-                f"/agents/{dev.id}/jobs/{job['id']}/report",
-                json={"result": measured(round(rng.uniform(0.05, 2.0), 4))},
+                f"/agents/{dev.id}/jobs/{job['id']}/report", json={"result": result}
             )
             assert rep.status_code == 201, rep.text
-        assert t["status"] == "succeeded", t
+        assert t["status"] == "failed" and len(t["failed_blocks"]) == 1, t
         exp = c.get(f"/tables/{table_id}", params={"format": "json"}).json()
         yaml_text = c.get(f"/tables/{table_id}", params={"format": "ofa-yaml"}).text
+        csv_rows = list(
+            csv.DictReader(io.StringIO(c.get(f"/tables/{table_id}", params={"format": "csv"}).text))
+        )
     yaml_keys = [
         json.loads(line[:-1]) if line.startswith('"') else line[:-1]
         for line in yaml_text.splitlines()
         if line and not line.startswith(("#", " "))
     ]
     ofa = {k: e["ofa_key"] for k, e in exp["entries"].items()}
-    assert sorted(ofa.values()) == sorted(yaml_keys) and len(ofa) == 103
+    assert sorted(ofa.values()) == sorted(yaml_keys) and len(ofa) == 102
+    broken = t["failed_blocks"][0]
+    by_csv = {row["key"]: row["ofa_key"] for row in csv_rows}
+    assert broken["ofa_key"] and broken["ofa_key"] == by_csv[broken["key"]]
+    assert all(by_csv[k] == o for k, o in ofa.items())
     pattern = r"expanded_conv-input:\d+x\d+x\d+-output:\d+x\d+x\d+-expand:\d-kernel:\d-stride:\d-idskip:[01]"
-    mbconv = [k for k in ofa if k.startswith("mbconv-")]
+    mbconv = [k for k in ofa if k.startswith("mbconv-")]  # measured ones
     assert mbconv and all(re.fullmatch(pattern, ofa[k]) for k in mbconv)
 
     tab = Page(context, server)
@@ -1199,8 +1211,11 @@ def test_table_entries_show_the_ofa_key(server: Live, context: Any) -> None:
     rows = page.eval_on_selector_all(
         "#entries-list tr[data-key]", "rs => rs.map((r) => [r.dataset.key, r.dataset.ofaKey])"
     )
-    assert [k for k, _ in rows] == list(exp["entries"])
-    assert all(o == ofa[k] for k, o in rows)
+    assert [k for k, _ in rows] == [*exp["entries"], broken["key"]]
+    assert all(o == ofa.get(k, broken["ofa_key"]) for k, o in rows)
+    failed_row = f"#entries-list tr[data-key='{broken['key']}'][data-status=failed]"
+    assert page.get_attribute(failed_row, "data-ofa-key") == broken["ofa_key"]
+    assert broken["error"] in page.inner_text(failed_row)
     key = mbconv[5]
     cell = f"#entries-list tr[data-key='{key}'] td >> nth=0"
     assert page.inner_text(f"{cell} >> code.ofa-key") == ofa[key]

@@ -3,27 +3,23 @@ real coordinator (SQLite and PostgreSQL), every run with ``COLUMNS=80``.
 
 Typos are refused before anything is uploaded (the coordinator's dry run), a file uploaded
 before is reused, errors are one readable message and an exit code (never a traceback), a bad
-token is named with its source, the results table never cuts a number, and ``table predict``
-and ``models edit/delete`` work end to end.
+token is named with its source, the results table never cuts a number, and ``models
+edit/delete`` work end to end (``table predict`` is tested in tests/test_tables.py, on the
+table built there).
 """
 
 from __future__ import annotations
 
 import json
-import random
 import subprocess
 import uuid
 from pathlib import Path
 
-import pytest
 from onnx import TensorProto, helper
 from rich.console import Console
 
 from latencylab.cli_layout import Col, render
-from latencylab.spaces import get_space
-from latencylab.tables import TablePublic
 from tests.conftest import QUICK_CLI, Live, _env, cli, free_port
-from tests.test_tables import PARAMS, QUICK, RES
 
 RUNTIMES = ("onnxruntime", "tflite", "coreml", "tensorrt", "openvino", "pytorch")
 
@@ -267,56 +263,6 @@ def test_help_lists_runtimes_precisions_selectors_options_and_env() -> None:
     assert "LATENCYLAB_SERVER" in text and "http://127.0.0.1:8000" in text
     assert "LATENCYLAB_TOKEN" in text and "./.latencylab/admin.token" in text
     assert all(len(line) <= 80 for line in res.stdout.splitlines())
-
-
-# --------------------------------------------------------------------------- table predict
-@pytest.fixture(scope="module")
-def table(live: Live) -> TablePublic:
-    """A table of the blocks tests/test_tables.py measures too (shared entries), unvalidated."""
-    with live.client() as c:
-        t = c.create_table("ofa-proxyless", **{**PARAMS, "validate_n": 0}, settings=QUICK)
-        done = c.wait_table(t.id, timeout=600)
-    assert done.status == "succeeded", (done.error, done.failed_blocks[:3])
-    return done
-
-
-def test_table_predict_arch_file_and_random(live: Live, table: TablePublic, tmp_path: Path) -> None:
-    space = get_space("ofa-proxyless")
-    archs = [space.sample(random.Random(i)) for i in range(3)]
-    with live.client() as c:
-        expected = c.predict(table.id, archs)
-    one = run(live, "table", "predict", str(table.id), "--arch", json.dumps(archs[0]), "--json")
-    assert one.returncode == 0, one.stderr
-    got = json.loads(one.stdout)["predictions"]
-    assert got[0]["arch"] == archs[0]
-    assert got[0]["latency_ms"] == pytest.approx(expected.latency_ms[0], rel=1e-12)
-    assert got[0]["lut_sum_ms"] == pytest.approx(expected.lut_sum_ms[0], rel=1e-12)
-
-    file = tmp_path / "archs.json"
-    file.write_text(json.dumps(archs))
-    shown = run(live, "table", "predict", str(table.id), "--file", str(file))
-    assert shown.returncode == 0, shown.stderr
-    assert all(len(line) <= 80 for line in shown.stdout.splitlines()), shown.stdout
-    assert "…" not in shown.stdout
-    for y, s in zip(expected.latency_ms, expected.lut_sum_ms, strict=True):
-        assert f"{y:.3f}" in shown.stdout and f"{s:.3f}" in shown.stdout
-    wide = run(live, "table", "predict", str(table.id), "--file", str(file), "--wide")
-    assert json.dumps(archs[0], separators=(",", ":")) in wide.stdout
-
-    rnd = run(live, "table", "predict", str(table.id), "--random", "5", "--seed", "3", "--json")
-    assert rnd.returncode == 0, rnd.stderr
-    sampled = json.loads(rnd.stdout)["predictions"]
-    assert len(sampled) == 5 and all(p["lut_sum_ms"] > 0 for p in sampled)
-    assert json.loads(rnd.stdout)["predictor"] == table.predictor
-
-    none = run(live, "table", "predict", str(table.id))
-    assert none.returncode == 2 and "--arch" in none.stderr and "--random" in none.stderr
-    broken = run(live, "table", "predict", str(table.id), "--arch", "{ks: 3}")
-    assert broken.returncode == 2 and "not valid JSON" in broken.stderr
-    short = {"ks": [3] * 20, "e": [3] * 21, "d": [2] * 6}
-    wrong = run(live, "table", "predict", str(table.id), "--arch", json.dumps(short))
-    assert wrong.returncode == 2 and "ks must have 21 entries" in wrong.stderr
-    assert table.resolution == RES
 
 
 # --------------------------------------------------------------------------- models edit / delete

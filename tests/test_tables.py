@@ -11,6 +11,7 @@ import json
 import random
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -19,7 +20,7 @@ from sqlalchemy import create_engine, text
 from latencylab.client import LatencyLabError
 from latencylab.spaces import get_space, lut_sum_ofa_style
 from latencylab.tables import TablePublic
-from tests.conftest import REPO, Live, _env
+from tests.conftest import REPO, Live, _env, cli
 
 RES, N = 128, 6
 QUICK = {
@@ -143,6 +144,53 @@ def test_identical_request_returns_the_table_and_cli_shows_it(
     assert json.loads(out.stdout)["id"] == table.id
     out = subprocess.run([*cli, "show", str(table.id)], cwd=REPO, env=env, capture_output=True)
     assert out.returncode == 0 and b"lut_sum" in out.stdout, out.stderr.decode()
+
+
+def test_cli_table_predict_at_80_columns(live: Live, table: TablePublic, tmp_path: Path) -> None:
+    """``latencylab table predict`` with --arch, --file and --random, as the API predicts."""
+    env = _env(
+        {"LATENCYLAB_SERVER": live.url, "LATENCYLAB_TOKEN": live.user_token, "COLUMNS": "80"}
+    )
+
+    def predict(*args: str) -> subprocess.CompletedProcess[str]:
+        res = cli("table", "predict", str(table.id), *args, env=env, timeout=60)
+        assert "Traceback" not in res.stdout + res.stderr, res.stderr
+        return res
+
+    archs = [SPACE.sample(random.Random(i)) for i in range(3)]
+    with live.client() as c:
+        expected = c.predict(table.id, archs)
+    one = predict("--arch", json.dumps(archs[0]), "--json")
+    assert one.returncode == 0, one.stderr
+    got = json.loads(one.stdout)
+    assert got["predictor"] == table.predictor and got["predictions"][0]["arch"] == archs[0]
+    assert got["predictions"][0]["latency_ms"] == pytest.approx(expected.latency_ms[0], rel=1e-12)
+    assert got["predictions"][0]["lut_sum_ms"] == pytest.approx(expected.lut_sum_ms[0], rel=1e-12)
+
+    file = tmp_path / "archs.json"
+    file.write_text(json.dumps(archs))
+    shown = predict("--file", str(file))
+    assert shown.returncode == 0, shown.stderr
+    assert all(len(line) <= 80 for line in shown.stdout.splitlines()), shown.stdout
+    assert "…" not in shown.stdout
+    for y, s in zip(expected.latency_ms, expected.lut_sum_ms, strict=True):
+        assert f"{y:.3f}" in shown.stdout and f"{s:.3f}" in shown.stdout
+    wide = predict("--file", str(file), "--wide")
+    assert json.dumps(archs[0], separators=(",", ":")) in wide.stdout
+
+    rnd = predict("--random", "5", "--seed", "3", "--json")
+    assert rnd.returncode == 0, rnd.stderr
+    sampled = [p["arch"] for p in json.loads(rnd.stdout)["predictions"]]
+    rng = random.Random(3)
+    assert sampled == [SPACE.sample(rng) for _ in range(5)]
+
+    none = predict()
+    assert none.returncode == 2 and "--arch" in none.stderr and "--random" in none.stderr
+    broken = predict("--arch", "{ks: 3}")
+    assert broken.returncode == 2 and "not valid JSON" in broken.stderr
+    short = {"ks": [3] * 20, "e": [3] * 21, "d": [2] * 6}
+    wrong = predict("--arch", json.dumps(short))
+    assert wrong.returncode == 2 and "ks must have 21 entries" in wrong.stderr
 
 
 def _entry_sql(live: Live, sql: str, **params: object) -> int:

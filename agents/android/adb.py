@@ -1,7 +1,9 @@
 """A small ``adb`` wrapper: list phones, getprop, push, shell; every call with a timeout.
 
 Each call is a fresh ``adb`` subprocess in its own process group, so a timeout or a
-cancel kills it (and anything it started) without touching other phones' calls.
+cancel kills it (and anything it started) without touching other phones' calls; it is a
+``converters.spawn.Sandbox`` (without a watchdog: adb's own server daemonizes into a session
+of its own), so it also dies with the agent, SIGKILL included (PDEATHSIG).
 Errors name the serial and say what to do.
 """
 
@@ -10,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import signal
 import subprocess
 import threading
 import time
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agents.parsers.adb import AdbDevice, parse_adb_devices, parse_getprop, parse_getprop_reply
+from converters.spawn import Sandbox
 
 __all__ = ["Adb", "AdbError", "AdbTimeout", "Cancelled", "PhoneGone", "ShellResult"]
 
@@ -62,13 +64,6 @@ class ShellResult:
         return self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        proc.kill()
-
-
 class Adb:
     """``adb`` at ``exe``; ``timeout_s`` is the default timeout of one call."""
 
@@ -94,42 +89,41 @@ class Adb:
         timeout = self.timeout_s if timeout_s is None else timeout_s
         start = time.monotonic()
         try:
-            proc = subprocess.Popen(
-                argv,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                errors="replace",
-                start_new_session=True,
-            )
+            box = Sandbox(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, watchdog=False)
         except OSError as exc:
             raise AdbError(
                 f"cannot run adb ({self.exe!r}): {exc}; install Android platform-tools or "
                 "set LATENCYLAB_ADB to the adb executable",
                 serial,
             ) from exc
-        while True:
-            try:
-                out, err = proc.communicate(timeout=0.2)
-                break
-            except subprocess.TimeoutExpired:
-                elapsed = time.monotonic() - start
-                if cancel is not None and cancel.is_set():
-                    _kill_group(proc)
-                    proc.communicate()
-                    raise Cancelled(
-                        f"adb {shlex.join(args)} on {serial}: cancelled", serial
-                    ) from None
-                if elapsed > timeout:
-                    _kill_group(proc)
-                    proc.communicate()
-                    where = f" on phone {serial}" if serial else ""
-                    raise AdbTimeout(
-                        f"adb {shlex.join(args)}{where} did not finish within {timeout:g}s",
-                        serial,
-                    ) from None
-        return ShellResult(proc.returncode, out, err, time.monotonic() - start)
+        with box:
+            proc = box.proc
+            while True:
+                try:
+                    out, err = proc.communicate(timeout=0.2)
+                    break
+                except subprocess.TimeoutExpired:
+                    elapsed = time.monotonic() - start
+                    if cancel is not None and cancel.is_set():
+                        box.kill_group()
+                        proc.communicate()
+                        raise Cancelled(
+                            f"adb {shlex.join(args)} on {serial}: cancelled", serial
+                        ) from None
+                    if elapsed > timeout:
+                        box.kill_group()
+                        proc.communicate()
+                        where = f" on phone {serial}" if serial else ""
+                        raise AdbTimeout(
+                            f"adb {shlex.join(args)}{where} did not finish within {timeout:g}s",
+                            serial,
+                        ) from None
+        return ShellResult(
+            proc.returncode,
+            out.decode(errors="replace"),
+            err.decode(errors="replace"),
+            time.monotonic() - start,
+        )
 
     def check(
         self,

@@ -38,6 +38,14 @@ class AndroidSettings(BaseSettings):
     benchmark_model_version: str = Field(
         "benchmark_model", description="Version label registered as the 'tflite' runtime"
     )
+    executor_runner: Path | None = Field(
+        None,
+        description="Local ExecuTorch executor_runner binary (Android arm64, XNNPACK linked) "
+        "pushed once to each phone; unset = the phones do not offer runtime 'executorch'",
+    )
+    executor_runner_version: str = Field(
+        "executor_runner", description="Version label registered as the 'executorch' runtime"
+    )
     remote_dir: str = Field("/data/local/tmp", description="Where files go on the phone")
     cpu_mask: str | None = Field(
         None, description="taskset mask (hex, e.g. 'f0'); unset = the big cores, 'all' = none"

@@ -1,7 +1,8 @@
 """The Android host: one process serves every phone attached over adb, one device each.
 
 It polls ``adb devices -l``; each ready phone gets its own :class:`agents.agent.Agent`
-(own thread, own registration ``<model>-<serial>``, class ``phone``, runtime ``tflite``,
+(own thread, own registration ``<model>-<serial>``, class ``phone``, runtimes ``tflite``
+and, with an ``executor_runner`` configured, ``executorch``,
 attributes ``soc model android abi serial``) measuring with
 :class:`agents.android.measure.PhoneMeasurer`. A newly attached phone is picked up on the
 next poll; a removed one has its Agent stopped (a job it was running fails with "phone X
@@ -152,6 +153,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--adb", help="adb executable (or LATENCYLAB_ADB)")
     p.add_argument("--benchmark-model", type=Path, help="Android benchmark_model binary to push")
     p.add_argument("--benchmark-model-version", help="version label of that binary")
+    p.add_argument("--executor-runner", type=Path, help="ExecuTorch executor_runner binary to push")
     p.add_argument("--cpu-mask", help="taskset mask, e.g. f0, or 'all' (default: big cores)")
     p.add_argument("--cooldown-s", type=float, help="fixed cool-down before each pass")
     p.add_argument("--poll-interval-s", type=float, help="seconds between 'adb devices' polls")
@@ -179,6 +181,7 @@ def main(argv: list[str] | None = None) -> None:
     android = AndroidSettings(
         **_given(
             adb=args.adb, benchmark_model=args.benchmark_model,
+            executor_runner=args.executor_runner,
             benchmark_model_version=args.benchmark_model_version, cpu_mask=args.cpu_mask,
             cooldown_s=args.cooldown_s, poll_interval_s=args.poll_interval_s,
         )

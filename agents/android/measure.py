@@ -9,6 +9,8 @@ model. ``spec.options``: ``delegate`` (``xnnpack`` default, ``gpu``, ``nnapi``, 
 
 The tool prints no per-iteration times: see ``agents.android.result`` for how its
 aggregates become a MeasureResult (``environment.raw_times`` says none are available).
+Runtime ``executorch`` (a ``.pte`` through ``executor_runner``, raw per-run times) is
+``agents.android.executorch``; ``_runtimes`` maps each runtime to its check and measurement.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import ValidationError
 
 from agents.android.adb import Adb, AdbError, AdbTimeout, Cancelled, PhoneGone, ShellResult
 from agents.android.config import BENCHMARK_MODEL_HINT, AndroidSettings
+from agents.android.executorch import EXECUTOR_RUNNER_HINT, ExecuTorchOnPhone
 from agents.android.phone import Phone
 from agents.android.result import to_result
 from agents.parsers.tflite_benchmark import TfliteBenchmarkResult, parse_tflite_benchmark
@@ -42,6 +45,8 @@ _DELEGATES = {
     "cpu": ["--use_xnnpack=false"],
 }
 Progress = Callable[[dict[str, Any]], None]
+# what the operator sets up for a runtime a phone does not offer yet
+_SETUP_HINTS = {"executorch": EXECUTOR_RUNNER_HINT}
 
 
 class SetupError(RuntimeError):
@@ -65,6 +70,12 @@ class PhoneMeasurer:
         self.phone = Phone(adb, serial, settings)
         self.remote_binary = f"{settings.remote_dir.rstrip('/')}/benchmark_model"
         self._binary_ready = False
+        self.executorch = ExecuTorchOnPhone(self)
+        # runtime -> (check, measure): what this phone runs and how (one entry per runtime)
+        self._runtimes = {
+            "tflite": (self._check, self._measure),
+            "executorch": (self.executorch.check, self.executorch.measure),
+        }
 
     def __call__(
         self,
@@ -76,11 +87,12 @@ class PhoneMeasurer:
     ) -> MeasureResult:
         cancel = cancel or threading.Event()
         progress = on_progress or (lambda _event: None)
-        env: dict[str, Any] = {"runtime": "tflite", "serial": self.serial}
+        env: dict[str, Any] = {"runtime": spec.runtime, "serial": self.serial}
         try:
-            self._check(spec)
+            check, measure = self._pick(spec)
+            check(spec)
             env.update(self.phone.describe_env())
-            return self._measure(spec, workdir, progress, cancel, env)
+            return measure(spec, workdir, progress, cancel, env)
         except (SetupError, ValueError) as exc:
             return _failed(str(exc), env)
         except PhoneGone as exc:
@@ -94,11 +106,17 @@ class PhoneMeasurer:
                 return _failed(f"phone {self.serial} disconnected during the run ({exc})", env)
             return _failed(str(exc), env)
 
-    def _check(self, spec: MeasureSpec) -> None:
-        if spec.runtime != "tflite":
+    def _pick(self, spec: MeasureSpec) -> tuple[Any, Any]:
+        offered = self.phone.runtimes()
+        if spec.runtime not in offered or spec.runtime not in self._runtimes:
             raise SetupError(
-                f"phone {self.serial} measures runtime 'tflite' only, not {spec.runtime!r}"
+                f"phone {self.serial} measures runtimes {', '.join(sorted(offered))}, not "
+                f"{spec.runtime!r}"
+                + (f"; {_SETUP_HINTS[spec.runtime]}" if spec.runtime in _SETUP_HINTS else "")
             )
+        return self._runtimes[spec.runtime]
+
+    def _check(self, spec: MeasureSpec) -> None:
         path = Path(spec.model_path)
         if not path.is_file() or not _is_tflite(path):
             raise SetupError(
@@ -182,7 +200,12 @@ class PhoneMeasurer:
             log.warning("phone %s: %r failed: %s", self.serial, command, exc)
 
     def _run_pass(
-        self, command: str, remote_model: str, deadline: float, cancel: threading.Event
+        self,
+        command: str,
+        remote_model: str,
+        deadline: float,
+        cancel: threading.Event,
+        tool: str = "benchmark_model",
     ) -> ShellResult:
         timeout = max(1.0, deadline - time.monotonic())
         try:
@@ -198,7 +221,7 @@ class PhoneMeasurer:
                 raise PhoneGone(res.stderr.strip() or f"exit status {res.returncode}", self.serial)
             tail = " | ".join(res.output.strip().splitlines()[-5:])
             raise AdbError(
-                f"benchmark_model failed on phone {self.serial} (exit {res.returncode}): {tail}",
+                f"{tool} failed on phone {self.serial} (exit {res.returncode}): {tail}",
                 self.serial,
             )
         return res

@@ -61,13 +61,21 @@ class Phone:
         model = self.info().model or "android"
         return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{model}-{self.serial}")
 
+    def runtimes(self) -> dict[str, str]:
+        """Runtime -> version label: TFLite's benchmark_model always, ExecuTorch when the
+        operator configured an executor_runner."""
+        out = {"tflite": self.settings.benchmark_model_version}
+        if self.settings.executor_runner is not None:
+            out["executorch"] = self.settings.executor_runner_version
+        return out
+
     def registration(self) -> dict[str, Any]:
         """The Agent's registration body (class, runtimes, attributes, info)."""
         i = self.info()
         freqs = self.cpu_freqs()
         body: dict[str, Any] = {
             "class": "phone",
-            "runtimes": {"tflite": self.settings.benchmark_model_version},
+            "runtimes": self.runtimes(),
             "attributes": {
                 "soc": i.soc_model, "model": i.model, "android": i.android_version,
                 "abi": i.abi, "serial": self.serial, "os": "android",

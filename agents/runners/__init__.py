@@ -1,7 +1,8 @@
-"""Runner registry: the ONE place runtimes are registered.
+"""Runner registry, derived from the runtime declarations (``latencylab.runtimes``).
 
-Add a runtime with one line in ``REGISTRY``. Entries are strings, so nothing heavy is
-imported until a runner is actually requested.
+A runtime is declared once, in ``latencylab.runtimes`` (or by ``LATENCYLAB_EXTRA_RUNTIMES``);
+its entry here comes from that declaration. Entries are strings, so nothing heavy is imported
+until a runner is actually requested.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import importlib.util
 import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple
+
+from latencylab.runtimes import RUNTIMES, RuntimeDecl
 
 if TYPE_CHECKING:
     from .base import Runner
@@ -26,22 +29,12 @@ class RunnerEntry(NamedTuple):
     distributions: tuple[str, ...] = ()  # pip distribution names to read the version from
     platforms: tuple[str, ...] = ()  # sys.platform values it runs on; () = any
 
+    @classmethod
+    def of(cls, decl: RuntimeDecl) -> RunnerEntry:
+        return cls(decl.runner, decl.modules, decl.extra, decl.distributions, decl.platforms)
 
-REGISTRY: dict[str, RunnerEntry] = {
-    "onnxruntime": RunnerEntry(
-        "agents.runners.onnxruntime:OnnxRuntimeRunner",
-        ("onnxruntime",),
-        "onnxruntime",
-        ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml"),
-    ),
-    "tflite": RunnerEntry("agents.runners.tflite:TFLiteRunner", ("ai_edge_litert",), "tflite"),
-    "openvino": RunnerEntry("agents.runners.openvino:OpenVinoRunner", ("openvino",), "openvino"),
-    "pytorch": RunnerEntry("agents.runners.pytorch:PyTorchRunner", ("torch",), "torch"),
-    "tensorrt": RunnerEntry("agents.runners.tensorrt:TensorRTRunner", ("tensorrt",), "tensorrt"),
-    "coreml": RunnerEntry(
-        "agents.runners.coreml:CoreMLRunner", ("coremltools",), "coreml", platforms=("darwin",)
-    ),
-}
+
+REGISTRY: dict[str, RunnerEntry] = {d.name: RunnerEntry.of(d) for d in RUNTIMES}
 
 # name -> "module:Class" (the lazy registry view)
 RUNNERS: dict[str, str] = {name: e.target for name, e in REGISTRY.items()}

@@ -26,7 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from latencylab.runtime_options import RuntimeOptions, parse_options
+from latencylab.runtime_options import RuntimeOptions
+from latencylab.runtimes import parse_options
 from latencylab.schemas import LayerProfile, MeasureSpec, TensorSpec
 
 # ONNX-style type strings (and common aliases) -> numpy dtypes.

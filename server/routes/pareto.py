@@ -51,7 +51,12 @@ def get_pareto(
         False, description="Leave out models whose latest result has a warning quality flag"
     ),
 ) -> ParetoResponse:
-    """Latency (p50) vs accuracy of every model measured on a target, with its Pareto front."""
+    """Latency (p50) vs accuracy of every model measured on a target, with its Pareto front.
+
+    One target (device, runtime, precision, batch size) per call, with its own front: the
+    dashboard overlays several series (say onnxruntime and OpenVINO on one device) by calling
+    it once per series, so each series' front is computed among that series' points only.
+    """
     try:
         return store.pareto(
             session,

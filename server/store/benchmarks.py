@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from db.models import Benchmark, Device, Job, Model, Result, ResultSeries
 from latencylab.checks import BenchmarkCheck, BenchmarkCheckPublic, TargetVerdict
+from latencylab.runtimes import RUNTIMES
 from latencylab.schemas import (
     BenchmarkCreate,
     BenchmarkPublic,
@@ -70,7 +71,8 @@ def check_target(model_format: str | None, target: Target, devices: list[Device]
     fmt = model_format
     if fmt is not None and target.runtime not in conversions.NATIVE_RUNTIMES.get(fmt, set()):
         convert_to = conversions.RUNTIME_FORMAT.get(target.runtime)
-        if convert_to is None or fmt not in ("onnx", "pt2"):
+        decl = RUNTIMES.get(target.runtime)
+        if convert_to is None or decl is None or fmt not in decl.converts_from:
             raise BenchmarkRejected(
                 f"runtime '{target.runtime}' cannot run a {fmt} model and LatencyLab "
                 f"cannot convert {fmt} to what it runs; upload ONNX or a .pt2 program"

@@ -19,27 +19,18 @@ from latencylab.conversions import (
     ConversionTask,
     Validation,
 )
+from latencylab.runtimes import RUNTIMES
 from latencylab.status import JobStatus
 from server.queue import lifecycle
 from server.queue.kinds import JobContext, PlainKind
 from server.store.artifacts import claim
 from server.store.devices import can_take, list_devices
 
-# The format each runtime runs, and the formats each runtime takes without a conversion.
-RUNTIME_FORMAT = {
-    "onnxruntime": "onnx",
-    "tflite": "tflite",
-    "openvino": "openvino",
-    "coreml": "coreml",
-    "tensorrt": "tensorrt",
-}
-NATIVE_RUNTIMES: dict[str, set[str]] = {
-    "onnx": {"onnxruntime", "pytorch"},
-    "pt2": {"pytorch"},
-    "tflite": {"tflite"},
-    "openvino": {"openvino"},
-    "coreml": {"coreml"},
-}
+# Derived from the runtime declarations (latencylab.runtimes): the converter target each
+# runtime needs when an upload is not native to it, and the runtimes each stored format runs
+# on as it is.
+RUNTIME_FORMAT: dict[str, str] = RUNTIMES.runtime_format
+NATIVE_RUNTIMES: dict[str, set[str]] = RUNTIMES.native_runtimes
 CONVERTER_SELECTOR = "class:converter"
 
 
@@ -52,7 +43,8 @@ class ConversionRejected(ValueError):
 
 def converter_selector(target: str, device: str | None) -> str:
     """TensorRT engines are built on the GPU that runs them; the rest on converter workers."""
-    if target == "tensorrt":
+    decl = RUNTIMES.by_target(target)
+    if decl is not None and decl.built_on_device:
         if not device:
             raise ConversionRejected(
                 "a TensorRT conversion needs 'device': the GPU/Jetson selector whose agent "

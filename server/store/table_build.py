@@ -1,9 +1,10 @@
 """Driving a latency-table build: generate models lazily, queue their jobs, advance phases.
 
 A table keeps at most ``WINDOW`` of its jobs queued or running; each finished job (its
-``on_job_finished`` hook, in the agent's report transaction) generates the next model. So the
-POST answers at once, the queue never holds hundreds of table jobs ahead of other work, and
-ONNX generation never overlaps a measurement of the same build. The phases::
+kind's ``on_finished`` hook, ``server.store.table_hooks``, in the agent's report transaction)
+generates the next model. So the POST answers at once, the queue never holds hundreds of
+table jobs ahead of other work, and ONNX generation never overlaps a measurement of the same
+build. The artifact store comes in explicitly (the hook's context, or the route's state). The phases::
 
     building   (block entries pending -> queued -> succeeded | failed)
       -> validating (validation networks, likewise)  -> succeeded
