@@ -190,6 +190,47 @@ def mlp(
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
 
 
+def shape_reshape(
+    channels: int = 8, size: int = 4, features: int = 5, batch: int | str = "N", seed: int = 0
+) -> onnx.ModelProto:
+    """Tokens from a feature map the way TorchScript exports ``x.flatten(2).transpose(1, 2)``
+    with ``b, c = x.shape[:2]``: ``Shape -> Gather -> Unsqueeze -> Concat -> Reshape``, then a
+    projection. With a fixed input shape the reshape target is a constant."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((channels, features)).astype(np.float32)
+
+    def i64(name: str, values: list[int]) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"], name="shape"),
+        helper.make_node("Gather", ["shape", "i0"], ["n"], name="gather_n", axis=0),
+        helper.make_node("Gather", ["shape", "i1"], ["c"], name="gather_c", axis=0),
+        helper.make_node("Unsqueeze", ["n", "axes0"], ["n1"], name="unsqueeze_n"),
+        helper.make_node("Unsqueeze", ["c", "axes0"], ["c1"], name="unsqueeze_c"),
+        helper.make_node("Concat", ["n1", "c1", "minus1"], ["target"], name="concat", axis=0),
+        helper.make_node("Reshape", ["x", "target"], ["flat"], name="reshape"),
+        helper.make_node("Transpose", ["flat"], ["tokens"], name="transpose", perm=[0, 2, 1]),
+        helper.make_node("MatMul", ["tokens", "w"], ["y"], name="proj"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "shape_reshape",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, channels, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, size * size, features])],
+        [
+            numpy_helper.from_array(np.array(0, np.int64), "i0"),  # scalar index: Gather -> scalar
+            numpy_helper.from_array(np.array(1, np.int64), "i1"),
+            i64("axes0", [0]),
+            i64("minus1", [-1]),
+            numpy_helper.from_array(w, "w"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    onnx.checker.check_model(model, full_check=True)
+    return model
+
+
 def save(model: onnx.ModelProto, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(path))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from converters.errors import ConversionError
-from converters.simplify import simplify_model
+from converters.simplify import convert_opset, simplify_model
 
 
 def _ensure_torchvision_importable() -> None:
@@ -188,14 +188,13 @@ def prepare_for_onnx2torch(model: Any) -> Any:
     * ``Reshape(allowzero=1)`` (emitted by the dynamo exporter) -> ``allowzero=0``, which
       means the same when the target shape is a constant without zeros.
     """
-    import onnx
     from onnx import numpy_helper
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     if opset > 17:
         from converters.onnx_steps import _strip_reduce_noop
 
-        model = onnx.version_converter.convert_version(model, 17)
+        model = convert_opset(model, 17)
         _strip_reduce_noop(model)
     consts = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     for node in model.graph.node:

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from converters.base import ConversionStep, io_entries
 from converters.inspect import check_opset, inspect_onnx, load_pt2, program_info
+from converters.simplify import convert_opset
 
 DEFAULT_OPSET = 17
 
@@ -60,7 +61,7 @@ def export_onnx(ep: Any, args: tuple[Any, ...], out: Path, opset: int = DEFAULT_
         raise RuntimeError("torch.onnx.export returned no program")
     if opset < 18:
         try:
-            model = onnx.version_converter.convert_version(program.model_proto, opset)
+            model = convert_opset(program.model_proto, opset)
         except Exception as exc:
             from converters.errors import ConversionError
 

@@ -80,6 +80,30 @@ def _fixed_shapes(model: Any, input_shapes: dict[str, list[int]] | None) -> dict
     return out
 
 
+def _constants_as_initializers(model: Any) -> None:
+    """Turn ``Constant`` nodes into initializers. onnxsim shares one Constant among every
+    layer that uses the same value (the attention scale of each layer of a ViT); onnx2tf
+    then took that scalar for a graph output ("Output tensors of a Functional model must be
+    the output of a TensorFlow Layer")."""
+    outputs = {o.name for o in model.graph.output}
+    keep = []
+    for node in model.graph.node:
+        attr = node.attribute[0] if len(node.attribute) == 1 else None
+        if (
+            node.op_type == "Constant"
+            and attr is not None
+            and attr.name == "value"
+            and node.output[0] not in outputs
+        ):
+            tensor = model.graph.initializer.add()
+            tensor.CopyFrom(attr.t)
+            tensor.name = node.output[0]
+        else:
+            keep.append(node)
+    del model.graph.node[:]
+    model.graph.node.extend(keep)
+
+
 def simplify_model(
     model: Any, input_shapes: dict[str, list[int]] | None = None
 ) -> tuple[Any, SimplifyReport]:
@@ -112,6 +136,7 @@ def simplify_model(
         return unchanged(f"onnxsim failed: {type(exc).__name__}: {str(exc)[:300]}")
     if not ok:
         return unchanged("onnxsim could not check the simplified graph")
+    _constants_as_initializers(simplified)
     after = _counts(simplified)
     folded = {op: before[op] - after[op] for op in before if before[op] > after[op]}
     report = SimplifyReport(
@@ -163,28 +188,31 @@ def convert_opset(model: Any, opset: int) -> Any:
     from onnx import helper
 
     current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), opset)
-    parked = []
-    if current >= 18 > opset:
-        for node in model.graph.node:
-            if node.op_type == "Split" and node.domain in ("", "ai.onnx"):
-                node.domain = _SPLIT_PARKED
-                parked.append(node.name)
-    if parked:
-        model.opset_import.append(helper.make_opsetid(_SPLIT_PARKED, 1))
-    converted = onnx.version_converter.convert_version(model, opset)
+    parked = [
+        n
+        for n in model.graph.node
+        if current >= 18 > opset and n.op_type == "Split" and n.domain in ("", "ai.onnx")
+    ]
     if not parked:
-        return converted
+        return onnx.version_converter.convert_version(model, opset)
+    for node in parked:
+        node.domain = _SPLIT_PARKED
+    model.opset_import.append(helper.make_opsetid(_SPLIT_PARKED, 1))
+    try:
+        converted = onnx.version_converter.convert_version(model, opset)
+    finally:  # the caller's model is left as it was
+        for node in parked:
+            node.domain = ""
+        ops = [o for o in model.opset_import if o.domain != _SPLIT_PARKED]
+        del model.opset_import[:]
+        model.opset_import.extend(ops)
     for node in converted.graph.node:
         if node.domain == _SPLIT_PARKED:
             node.domain = ""
             keep = [a for a in node.attribute if a.name != "num_outputs"]
             del node.attribute[:]
             node.attribute.extend(keep)
-    for m in (model, converted):
-        keep_ops = [o for o in m.opset_import if o.domain != _SPLIT_PARKED]
-        del m.opset_import[:]
-        m.opset_import.extend(keep_ops)
-    for node in model.graph.node:  # the caller's model is left as it was
-        if node.domain == _SPLIT_PARKED:
-            node.domain = ""
+    ops = [o for o in converted.opset_import if o.domain != _SPLIT_PARKED]
+    del converted.opset_import[:]
+    converted.opset_import.extend(ops)
     return converted

@@ -34,12 +34,21 @@ import numpy as np
 from converters.base import Artifact
 from converters.bridge import seeded_inputs
 from converters.inspect import inspect_model, load_pt2, model_format
+from converters.metrics import psnr_db, sqnr_db, top1_agreement
 from latencylab.runtimes import RUNTIMES
 
 TOLERANCES: dict[str, dict[str, float]] = {
     "fp32": {"rtol": 1e-4, "atol": 1e-4},
     "fp16": {"rtol": 1e-2, "atol": 1e-2},
     "int8": {"rtol": 1e-1, "atol": 1e-1},
+}
+# int8 is judged by SQNR, not by abs/rel error (see the module docstring).
+INT8_MIN_SQNR_DB = 20.0
+SAMPLES: dict[str, int] = {"int8": 8}  # seeded inputs per validation (others: 1)
+PASS_RULES: dict[str, str] = {
+    "fp32": f"max rel err <= {TOLERANCES['fp32']['rtol']:g} or max abs err <= {TOLERANCES['fp32']['atol']:g}",
+    "fp16": f"max rel err <= {TOLERANCES['fp16']['rtol']:g} or max abs err <= {TOLERANCES['fp16']['atol']:g}",
+    "int8": f"SQNR >= {INT8_MIN_SQNR_DB:g} dB on every output, over {SAMPLES['int8']} seeded inputs",
 }
 
 
@@ -80,32 +89,77 @@ def run_artifact(art: Artifact, feeds: dict[str, np.ndarray]) -> list[np.ndarray
 
 
 def compare(ref: np.ndarray, got: np.ndarray, precision: str) -> dict[str, Any]:
+    """Errors and scale-aware measures of one output (samples concatenated on axis 0), and
+    whether it passes: by SQNR for int8 (``INT8_MIN_SQNR_DB``), by abs/rel error otherwise."""
     tol = TOLERANCES[precision]
+    none = {"sqnr_db": None, "psnr_db": None, "top1_agreement": None}
     if ref.shape != got.shape:
         return {
             "max_abs_err": None,
             "max_rel_err": None,
+            **none,
             "passed": False,
             "note": f"shape mismatch: reference {list(ref.shape)} vs artifact {list(got.shape)}",
         }
     r, g = ref.astype(np.float64), got.astype(np.float64)
     if r.size == 0:
-        return {"max_abs_err": 0.0, "max_rel_err": 0.0, "passed": True, "note": "empty output"}
+        return {
+            "max_abs_err": 0.0,
+            "max_rel_err": 0.0,
+            **none,
+            "passed": True,
+            "note": "empty output",
+        }
     if not np.all(np.isfinite(g)):
         return {
             "max_abs_err": float("inf"),
             "max_rel_err": float("inf"),
+            **none,
             "passed": False,
             "note": "non-finite values",
         }
     abs_err = float(np.max(np.abs(r - g)))
     rel_err = abs_err / max(float(np.max(np.abs(r))), 1e-12)
+    sqnr = sqnr_db(r, g)
+    passed = (
+        sqnr >= INT8_MIN_SQNR_DB
+        if precision == "int8"
+        else rel_err <= tol["rtol"] or abs_err <= tol["atol"]
+    )
     return {
         "max_abs_err": abs_err,
         "max_rel_err": rel_err,
-        "passed": bool(rel_err <= tol["rtol"] or abs_err <= tol["atol"]),
+        "sqnr_db": sqnr,
+        "psnr_db": psnr_db(r, g),
+        "top1_agreement": top1_agreement(r, g),
+        "passed": bool(passed),
         "note": "",
     }
+
+
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """One output over the seeded samples, concatenated on the batch axis."""
+    return np.concatenate([np.atleast_1d(a) for a in arrays], axis=0)
+
+
+def _run_on(art: Artifact, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """The artifact on the source's feeds: inputs transposed and cast per its metadata,
+    outputs transposed back to the source's layout."""
+    art_feeds = {}
+    for entry in art.metadata["inputs"]:
+        x = feeds[entry["source_name"]]
+        if entry.get("perm"):
+            x = np.ascontiguousarray(x.transpose(entry["perm"]))
+        art_feeds[entry["name"]] = (
+            x.astype(np.dtype(entry["dtype"]))
+            if entry.get("dtype") in ("float32", "float16", "int64", "int32", "bool")
+            else x
+        )
+    got = run_artifact(art, art_feeds)
+    for i, entry in enumerate(art.metadata["outputs"][: len(got)]):
+        if entry.get("perm"):
+            got[i] = got[i].transpose(np.argsort(entry["perm"]))
+    return got
 
 
 def validate(
@@ -117,13 +171,19 @@ def validate(
 ) -> dict[str, Any]:
     """Compare ``artifact`` with the reference of ``source``; returns the validation record."""
     art = artifact if isinstance(artifact, Artifact) else load_artifact(artifact)
+    n_samples = SAMPLES.get(art.precision, 1)
     base = {
         "max_abs_err": None,
         "max_rel_err": None,
+        "sqnr_db": None,
+        "psnr_db": None,
+        "top1_agreement": None,
         "passed": None,
         "precision": art.precision,
         "tolerance": TOLERANCES.get(art.precision),
+        "criterion": PASS_RULES.get(art.precision),
         "seed": seed,
+        "samples": n_samples,
     }
     decl = RUNTIMES.by_format(art.format)
     if decl is not None and decl.not_validated:
@@ -145,32 +205,36 @@ def validate(
         if t.name not in shapes and t.symbolic_dims:
             notes.append(f"dynamic dims of {t.name!r} set to 1")
         specs.append((t.name, list(shape), t.dtype))
-    feeds = seeded_inputs(specs, seed)
-    ref = reference_outputs(source, feeds)
-    art_feeds = {}
-    for entry in art.metadata["inputs"]:
-        x = feeds[entry["source_name"]]
-        if entry.get("perm"):
-            x = np.ascontiguousarray(x.transpose(entry["perm"]))
-        art_feeds[entry["name"]] = (
-            x.astype(np.dtype(entry["dtype"]))
-            if entry.get("dtype") in ("float32", "float16", "int64", "int32", "bool")
-            else x
-        )
-    got = run_artifact(art, art_feeds)
+    refs, gots = [], []
+    for k in range(n_samples):  # seeds seed, seed + 1, ...
+        feeds = seeded_inputs(specs, seed + k)
+        refs.append(reference_outputs(source, feeds))
+        gots.append(_run_on(art, feeds))
+    ref, got = refs[0], gots[0]
     per_output = []
-    for i, (entry, g) in enumerate(zip(art.metadata["outputs"], got, strict=False)):
-        if entry.get("perm"):
-            g = g.transpose(np.argsort(entry["perm"]))
-        rec = compare(ref[i], g, art.precision)
+    for i, entry in enumerate(art.metadata["outputs"][: min(len(ref), len(got))]):
+        r_all, g_all = [x[i] for x in refs], [x[i] for x in gots]
+        same = all(r.shape == g.shape for r, g in zip(r_all, g_all, strict=True))
+        rec = (
+            compare(_joined(r_all), _joined(g_all), art.precision)
+            if same
+            else compare(r_all[0], g_all[0], art.precision)
+        )
         per_output.append({"name": entry["source_name"], **rec})
     if len(got) != len(ref):
         notes.append(f"artifact has {len(got)} outputs, reference {len(ref)}")
     errs = [p for p in per_output if p["max_abs_err"] is not None]
+
+    def lowest(key: str) -> float | None:
+        return min((p[key] for p in per_output if p[key] is not None), default=None)
+
     result = {
         **base,
         "max_abs_err": max((p["max_abs_err"] for p in errs), default=None),
         "max_rel_err": max((p["max_rel_err"] for p in errs), default=None),
+        "sqnr_db": lowest("sqnr_db"),
+        "psnr_db": lowest("psnr_db"),
+        "top1_agreement": lowest("top1_agreement"),
         "passed": bool(per_output)
         and len(got) == len(ref)
         and all(p["passed"] for p in per_output),

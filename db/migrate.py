@@ -43,6 +43,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema of ``engine``'s database to ``revision`` (one process at a time)."""
     cfg = alembic_config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":  # waiting for another process's migration, or
+            # a long backfill, is not a stuck request: no lock or statement timeout here
+            conn.execute(text("SET LOCAL lock_timeout = 0"))
+            conn.execute(text("SET LOCAL statement_timeout = 0"))
         advisory_xact_lock(conn, MIGRATION_LOCK)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)

@@ -39,6 +39,10 @@ def _fmt(v: float | None, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}f}"
 
 
+SAID_BY_WARNINGS = frozenset({"too_few_runs"})
+"""Flag codes a result's protocol warnings already state (not printed twice)."""
+
+
 def _warning_flags(r: ResultPublic) -> list[str]:
     return [f.code for f in r.flags if f.severity == "warning"]
 
@@ -97,7 +101,7 @@ def print_problems(err: Console, bench: BenchmarkPublic) -> None:
                 f"[yellow]result {r.id} ({where}) warning:[/yellow] {escape(w)}", soft_wrap=True
             )
         for f in r.flags:  # quality flags (docs/measurement.md): the ⚑ of the table
-            if f.severity == "warning":
+            if f.severity == "warning" and not (r.warnings and f.code in SAID_BY_WARNINGS):
                 where = escape(f"{r.runtime} on {r.device}")
                 err.print(
                     f"[red]result {r.id} ({where}) ⚑ {f.code}:[/red] {escape(f.message)}",

@@ -10,7 +10,6 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-DEFAULT_SERVER = "http://127.0.0.1:8000"
 TOKEN_FILE = "admin.token"
 TokenSource = Literal["argument", "env", "file", "none"]
 

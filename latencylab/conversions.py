@@ -56,6 +56,26 @@ class Validation(_Model):
     )
     note: str | None = None
     tolerance: dict[str, float] | None = None
+    sqnr_db: float | None = Field(
+        None,
+        description="Signal-to-quantization-noise ratio, 10·log10(Σref² / Σ(ref−out)²) in dB, "
+        "lowest over the outputs; int8 passes on it (200 = identical)",
+    )
+    psnr_db: float | None = Field(
+        None,
+        description="Peak signal-to-noise ratio, 10·log10(max|ref|² / mean((ref−out)²)) in dB, "
+        "lowest over the outputs (as Qualcomm AI Hub's inference jobs report it)",
+    )
+    top1_agreement: float | None = Field(
+        None,
+        description="Share of seeded inputs whose argmax matches the reference's, for 2-D "
+        "(rows, classes) outputs; lowest over such outputs, None without any",
+    )
+    samples: int | None = Field(None, description="How many seeded inputs were compared")
+    criterion: str | None = Field(None, description="The pass rule applied, in words")
+    per_output: list[dict[str, Any]] | None = Field(
+        None, description="The same measures for each output, by source output name"
+    )
 
 
 class ConversionError(_Model):

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     max_upload_mb: float = Field(512.0, gt=0, description="Largest accepted upload")
     # An upload is checked in a sandboxed process (docs/conversions.md): its limits.
     inspect_memory_mb: int = Field(
-        4096, ge=128, description="Address-space limit of an upload's check (ONNX parse, checker)"
+        4096, ge=256, description="Address-space limit of an upload's check (ONNX parse, checker)"
     )
     inspect_timeout_s: float = Field(
         180.0, gt=0, description="An upload's check is killed after this long (422)"

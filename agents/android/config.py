@@ -8,6 +8,7 @@ per-phone agents come from :class:`agents.config.AgentSettings` (``LATENCYLAB_AG
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,3 +61,27 @@ class AndroidSettings(BaseSettings):
     push_timeout_s: float = Field(300.0, gt=0, description="Timeout of one adb push")
     profile_runs: int = Field(20, ge=1, description="Runs of the op-profiling pass")
     poll_interval_s: float = Field(2.0, gt=0, description="How often 'adb devices' is polled")
+    # energy per inference from the battery fuel gauge (agents.android.energy)
+    energy: bool = Field(
+        True,
+        description="Sample the battery (current_now x voltage_now) around the steady pass, "
+        "USB charging suspended ('dumpsys battery unplug' + 'suspend_input', 'reset' after)",
+    )
+    energy_interval_s: float = Field(
+        0.2, ge=0.05, le=2.0, description="Battery sampling interval on the phone"
+    )
+    energy_baseline_s: float = Field(
+        3.0, gt=0, le=60, description="Idle sampling before the pass (the baseline subtracted)"
+    )
+    energy_min_updates: int = Field(
+        5, ge=1, description="Fewest fuel-gauge updates in the steady state to report energy"
+    )
+    battery_dir: str = Field(
+        "/sys/class/power_supply/battery", description="The phone's fuel-gauge sysfs directory"
+    )
+    battery_current_sign: Literal["auto", "negative_discharge", "positive_discharge"] = Field(
+        "auto", description="Sign of current_now while discharging (auto: detected)"
+    )
+    battery_current_unit: Literal["auto", "uA", "mA"] = Field(
+        "auto", description="Unit of current_now (auto: detected from the idle reading)"
+    )

@@ -3,8 +3,9 @@
 Per job: push the ``.tflite`` (and, once per phone, the ``benchmark_model`` binary), cool
 down, run ``taskset MASK benchmark_model --graph=... --enable_op_profiling=false ...``,
 then a separate op-profiling pass, read the thermal state before and after, remove the
-model. ``spec.options``: ``delegate`` (``xnnpack`` default, ``gpu``, ``nnapi``, ``none``),
-``cpu_mask`` (hex such as ``f0``, or ``all``; default: the big cores), ``cooldown_s``,
+model; around the timed pass the battery is sampled for energy per inference
+(``agents.android.energy``). ``spec.options``: ``delegate`` (``xnnpack`` default, ``gpu``,
+``nnapi``, ``none``), ``cpu_mask`` (hex such as ``f0``, or ``all``; default: the big cores), ``cooldown_s``,
 ``max_temp_c``, ``cooldown_timeout_s``.
 
 The tool prints no per-iteration times: see ``agents.android.result`` for how its
@@ -28,6 +29,7 @@ from pydantic import ValidationError
 
 from agents.android.adb import Adb, AdbError, AdbTimeout, Cancelled, PhoneGone, ShellResult
 from agents.android.config import BENCHMARK_MODEL_HINT, AndroidSettings
+from agents.android.energy import EnergyMeter
 from agents.android.executorch import EXECUTOR_RUNNER_HINT, ExecuTorchOnPhone
 from agents.android.phone import Phone
 from agents.android.result import to_result
@@ -71,6 +73,7 @@ class PhoneMeasurer:
         self.remote_binary = f"{settings.remote_dir.rstrip('/')}/benchmark_model"
         self._binary_ready = False
         self.executorch = ExecuTorchOnPhone(self)
+        self.energy = EnergyMeter(adb, serial, self.phone, settings)  # battery around the pass
         # runtime -> (check, measure): what this phone runs and how (one entry per runtime)
         self._runtimes = {
             "tflite": (self._check, self._measure),
@@ -249,7 +252,8 @@ class PhoneMeasurer:
             if cancel.is_set():
                 raise Cancelled("cancelled during the cool-down", self.serial)
             progress({"phase": "steady"})
-            out = self._run_pass(command, remote_model, deadline, cancel).output
+            with self.energy.session(cancel, deadline, how["cpu_mask"]) as energy, energy.steady():
+                out = self._run_pass(command, remote_model, deadline, cancel).output
             (workdir / "benchmark_model.txt").write_text(out)
             try:
                 main = parse_tflite_benchmark(out)
@@ -264,6 +268,7 @@ class PhoneMeasurer:
         except ValueError as exc:
             return _failed(f"could not read benchmark_model's output: {exc}", env)
         result.environment = {**env, **result.environment}
+        result.environment.update(energy.report(result.runs, result.steady_duration_s))
         return result
 
     def _profile(

@@ -26,8 +26,14 @@ export function flagHover(x) {
 }
 
 /** Notices for a result's detail view: warnings, then info notes. */
+/** Flags the result's own warnings already state (the protocol's short-run warning). */
+export function shownFlags(r) {
+  const said = (r.warnings || []).length ? new Set(["too_few_runs"]) : new Set();
+  return (r.flags || []).filter((f) => !said.has(f.code));
+}
+
 export function flagNotices(r) {
-  return (r.flags || []).map((f) => notice(f.severity === "warning" ? "warn" : "info", `${f.code}: ${f.message}`));
+  return shownFlags(r).map((f) => notice(f.severity === "warning" ? "warn" : "info", `${f.code}: ${f.message}`));
 }
 
 /** The host's load when measuring started, from environment.host_load / loadavg. */
