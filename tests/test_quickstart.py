@@ -142,19 +142,21 @@ def test_make_run_quick_start_converts_and_measures(tmp_path: Path) -> None:
         assert f"LatencyLab is running at {url}" in log.read_text() and token in log.read_text()
         assert (clone / ".latencylab" / "latencylab.db").is_file()  # the default relative dir
 
-        runs = [
-            (onnx_model, ["--runtime", "tflite", "--runtime", "openvino"]),
-            (pt2_model, ["--runtime", "onnxruntime"]),
-        ]
-        for model, runtimes in runs:
+        devices = httpx.get(
+            f"{url}/api/v1/devices", headers={"Authorization": f"Bearer {token}"}
+        ).json()
+        offered = sorted(
+            {rt for d in devices if d["class"] == "cpu" for rt in d["runtimes"]}
+        )  # every runtime the local agent offers: each must work from either upload
+        assert {"onnxruntime", "tflite", "openvino"} <= set(offered), offered
+        runtimes = [arg for rt in offered for arg in ("--runtime", rt)]
+        for model in (onnx_model, pt2_model):
             res = _cli(clone, "submit", model.name, *runtimes, "--device", "local",
                        "--threads", "1", *QUICK_CLI, "--json")  # fmt: skip
             assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
             bench = json.loads(res.stdout)["benchmark"]
-            assert bench["status"] == "succeeded", bench
-            assert {r["runtime"] for r in bench["results"]} == {
-                r for r in runtimes if r != "--runtime"
-            }
+            assert bench["status"] == "succeeded", (model.name, bench)
+            assert sorted(r["runtime"] for r in bench["results"]) == offered
             assert all(r["status"] == "succeeded" and r["runs"] >= 20 for r in bench["results"])
 
 
