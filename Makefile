@@ -3,10 +3,12 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Runtimes this machine can run (TensorRT needs an NVIDIA host; CoreML predicts only on macOS).
-EXTRAS ?= server,s3,agent,onnxruntime,tflite,openvino,coreml,torch,convert,dev
+EXTRAS ?= server,s3,agent,onnxruntime,tflite,openvino,coreml,torch,executorch,convert,dev
 # litert-torch (PyTorch -> TFLite) and its own pins, installed without their dependency
 # resolution (they would downgrade typing-extensions/pydantic); versions in constraints.txt.
-NODEPS := litert-torch litert-converter ai-edge-quantizer xdsl lark immutabledict ordered-set
+# executorch too: its declared requirements pull LLM tooling whose antlr4 pin conflicts with
+# the dev extra; what it needs here is the `executorch` extra (pyproject.toml).
+NODEPS := litert-torch litert-converter ai-edge-quantizer xdsl lark immutabledict ordered-set executorch
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile constraints.txt | sha256sum | cut -c1-12)
 # Empty by default, so LATENCYLAB_PORT (or 8000) applies; `make run PORT=9000` overrides both.
 PORT   ?=

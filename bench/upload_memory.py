@@ -21,6 +21,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 from onnx import TensorProto, helper
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,11 +162,37 @@ def coordinator(data_dir: Path, env: dict[str, str]) -> Iterator[Coordinator]:
             proc.wait()
 
 
+class ChildPeak:
+    """Samples the coordinator's child processes (the sandboxed check) every 50 ms and keeps
+    the highest VmHWM seen: what the check itself needed."""
+
+    def __init__(self, pid: int) -> None:
+        self.parent = psutil.Process(pid)
+        self.peak_mib = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            for child in self.parent.children(recursive=True):
+                with contextlib.suppress(OSError, KeyError, ValueError):
+                    self.peak_mib = max(self.peak_mib, memory_mib(child.pid)["VmHWM"])
+
+    def __enter__(self) -> ChildPeak:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def measured_upload(coord: Coordinator, path: Path, filename: str) -> dict[str, Any]:
-    """One upload and the coordinator's memory before and after it."""
+    """One upload, the coordinator's memory before and after it, the check's peak."""
     before = coord.memory()
     started = time.monotonic()
-    r = coord.upload(path, filename)
+    with ChildPeak(coord.proc.pid) as check:
+        r = coord.upload(path, filename)
     after = coord.memory()
     return {
         "file": filename,
@@ -177,6 +205,7 @@ def measured_upload(coord: Coordinator, path: Path, filename: str) -> dict[str, 
         "rss_after_mib": round(after["VmRSS"], 1),
         "hwm_before_mib": round(before["VmHWM"], 1),
         "hwm_after_mib": round(after["VmHWM"], 1),
+        "check_peak_mib": round(check.peak_mib, 1),
     }
 
 
@@ -237,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['file']:16s} {row['size_mib']:7.1f} MiB  HTTP {row['status']}  "
             f"{row['seconds']:6.1f} s  RSS {row['rss_before_mib']:6.1f} -> "
             f"{row['rss_after_mib']:6.1f} MiB  HWM {row['hwm_before_mib']:6.1f} -> "
-            f"{row['hwm_after_mib']:6.1f} MiB",
+            f"{row['hwm_after_mib']:6.1f} MiB  check peak {row['check_peak_mib']:6.1f} MiB",
             flush=True,
         )
     print(

@@ -7,10 +7,11 @@ an uploaded model (``server.formats``) all run through ``run_sandboxed``.
 
 The parent writes ``request`` (a pydantic model) to ``rundir/request.json`` and starts
 
-    python -m converters.sandbox --entry pkg.module:function --request-type pkg.module:Model \\
+    python -P -m converters.sandbox_child --entry pkg.module:function --request-type pkg.module:Model \\
         --request rundir/request.json --out rundir/result.json
 
-in a ``converters.spawn.Sandbox`` (own session and process group, gone with its starter, an
+(``-P``: the working directory is not on ``sys.path``, so files there -- an unpacked upload --
+can never shadow a module) in a ``converters.spawn.Sandbox`` (own session and process group, gone with its starter, an
 address-space limit of ``memory_mb``). The child enables faulthandler, keeps its real stdout
 for progress events (one JSON object per line; file descriptor 1 is pointed at stderr, so a
 library printing to stdout cannot corrupt the stream), validates the request as its model,
@@ -27,9 +28,6 @@ never raises for what the child does; each caller words its own messages from th
 
 from __future__ import annotations
 
-import argparse
-import faulthandler
-import importlib
 import json
 import logging
 import os
@@ -39,7 +37,6 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -136,7 +133,13 @@ def child_env(extra: dict[str, str] | None = None, drop: tuple[str, ...] = ()) -
 
 
 def _reference(obj: Any) -> str:
-    return f"{obj.__module__}:{obj.__qualname__}"
+    """``module:qualname`` of a class, by the module's import name even when that module runs
+    as ``__main__`` (``python -m converters.run``)."""
+    module = obj.__module__
+    if module == "__main__":
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec is not None else module
+    return f"{module}:{obj.__qualname__}"
 
 
 def _read_lines(stream: IO[bytes], sink: queue.Queue[bytes | None]) -> None:
@@ -186,7 +189,7 @@ def run_sandboxed(
     out_path.unlink(missing_ok=True)
     req_path.write_text(request.model_dump_json())
     cmd = [
-        interpreter, "-m", "converters.sandbox", "--entry", entry,
+        interpreter, "-P", "-m", "converters.sandbox_child", "--entry", entry,
         "--request-type", _reference(type(request)),
         "--request", str(req_path), "--out", str(out_path),
     ]  # fmt: skip
@@ -282,10 +285,10 @@ def _collect(
     return ended(SandboxEnd.finished, returncode=returncode, result=result)
 
 
-# ---------------------------------------------------------------------------- the child
+# ------------------------------------ the child side (converters.sandbox_child, agents.measure.worker)
 
 
-def _private_stdout() -> TextIO:
+def private_stdout() -> TextIO:
     """A line-buffered stream on the original stdout; fd 1 is redirected to stderr."""
     sys.stdout.flush()
     fd = os.dup(1)  # not inheritable: what the child starts does not hold the event pipe
@@ -304,53 +307,9 @@ def emitter(stream: TextIO) -> Emit:
     return emit
 
 
-def _resolve(reference: str) -> Any:
-    module, _, name = reference.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in name.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def write_atomically(out: Path, text: str) -> None:
     """``text`` to ``out`` through a temporary file and a rename."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, out)
-
-
-def _run_entry(entry: str, request_type: str, request_path: Path, emit: Emit) -> Envelope:
-    failure: ChildError | None = None
-    try:
-        model = _resolve(request_type)
-        request = model.model_validate_json(request_path.read_bytes())
-        result = _resolve(entry)(request, emit)
-        return Envelope(result=result.model_dump(mode="json"))
-    except MemoryError:
-        pass  # left to below, once the frames holding the memory are gone
-    except BaseException as exc:  # reported to the parent, whatever it is
-        traceback.print_exc()
-        failure = ChildError(type=type(exc).__name__, message=str(exc)[:4000])
-    if failure is not None:
-        return Envelope(error=failure)
-    print("MemoryError: the sandbox's address-space limit was reached", file=sys.stderr)
-    return Envelope(out_of_memory=True, error=ChildError(type="MemoryError", message=""))
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m converters.sandbox")
-    ap.add_argument("--entry", required=True, help="module:function(request, emit) -> result")
-    ap.add_argument("--request-type", required=True, help="module:Model of the request")
-    ap.add_argument("--request", required=True, type=Path, help="the request, as JSON")
-    ap.add_argument("--out", required=True, type=Path, help="where the result JSON goes")
-    args = ap.parse_args(argv)
-    faulthandler.enable()  # a native crash prints the Python stack to stderr
-    emit = emitter(_private_stdout())
-    envelope = _run_entry(args.entry, args.request_type, args.request, emit)
-    write_atomically(args.out, envelope.model_dump_json())
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,9 @@
 """Child processes that die with the process that started them, grandchildren included.
 
-Measurements (``agents.measure.isolation``) and conversions (``converters.run``) run in a
-``Sandbox``:
+Measurements (``agents.measure.isolation``), conversions (``converters.run``) and the
+coordinator's checks of uploaded models (``server.formats``) run in a ``Sandbox`` through
+``converters.sandbox.run_sandboxed``; so do ``tegrastats`` (``agents.jetson``) and every
+``adb`` call (``agents.android.adb``). A Sandbox runs its child:
 
 * in their own session, so one process group holds the child and whatever it starts
   (onnx2tf's process, benchmark_model, trtexec) and one ``killpg`` ends them all;
@@ -20,7 +22,7 @@ Measurements (``agents.measure.isolation``) and conversions (``converters.run``)
 
 PDEATHSIG fires when the *thread* that forked the child ends, not the process. A Sandbox is
 meant to be used synchronously: the thread that starts it waits for it and closes it (as
-``run_isolated`` and ``convert_isolated`` do), so that thread outlives the child on every
+``run_sandboxed`` does), so that thread outlives the child on every
 path but the death of the whole process, which is exactly when the child must go. Started
 from a short-lived thread and left to another one, the child would die with the first.
 The watchdog does not have this subtlety: ``getppid`` changes only when the process dies.

@@ -13,11 +13,14 @@ per-connection ``statement_timeout`` and ``lock_timeout``.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -69,12 +72,55 @@ def _sqlite(url: str, pool: PoolOptions, kwargs: dict[str, Any]) -> Engine:
         finally:
             cur.close()
 
+    writer = None if memory else _WriterLock(pool.lock_timeout_s)
+
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        deferred = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+        if conn.get_execution_options().get(READ_ONLY, False):
+            conn.exec_driver_sql("BEGIN")
+            return
+        if writer is not None:
+            writer.acquire(conn.connection.dbapi_connection)
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    if writer is not None:  # the write transaction ended: its connection goes back to the pool
+        event.listen(engine.pool, "checkin", lambda dbapi, _rec: writer.release(dbapi))
+        event.listen(engine.pool, "invalidate", lambda dbapi, _rec, _exc: writer.release(dbapi))
 
     return engine
+
+
+class _WriterLock:
+    """This engine's SQLite writers, one at a time, in this process.
+
+    SQLite's busy handler polls with sleeps growing to 100 ms, so under many writers the lock
+    sits free while they sleep and an unlucky one waits out the whole timeout. Here they queue
+    on a lock handed over at once; it is taken before ``BEGIN IMMEDIATE`` and given back when
+    the connection returns to the pool (after its commit or rollback). Other processes still
+    meet SQLite's own lock and busy timeout."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._holder: Any = None
+
+    def acquire(self, dbapi_conn: Any) -> None:
+        if self._holder is dbapi_conn:  # a second transaction on the same checkout
+            return
+        if not self._lock.acquire(timeout=self.timeout_s):
+            raise OperationalError(
+                "BEGIN IMMEDIATE",
+                None,
+                sqlite3.OperationalError(
+                    f"database is locked (no write turn within {self.timeout_s:g} s)"
+                ),
+            )
+        self._holder = dbapi_conn
+
+    def release(self, dbapi_conn: Any) -> None:
+        if dbapi_conn is not None and self._holder is dbapi_conn:
+            self._holder = None
+            self._lock.release()
 
 
 def make_engine(url: str, pool: PoolOptions | None = None, **kwargs: Any) -> Engine:

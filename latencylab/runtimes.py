@@ -27,8 +27,10 @@ agent's environment::
         "runner": "mypkg.runner:MyRunner", "modules": ["mypkg"],
         "options": "mypkg.options:MyOptions"}]'
 
-In-process, :meth:`Runtimes.with_runtime` returns a new registry with one more declaration
-(nothing is mutated).
+``options`` is imported while this module builds the registry, so its module imports only
+``latencylab.runtime_options`` (never this module or a runner); ``runner`` is imported later,
+by the agent's measuring process. In-process, :meth:`Runtimes.with_runtime` returns a new
+registry with one more declaration (nothing is mutated).
 
 **Why a module-level registry.** :data:`RUNTIMES` is computed once, at import, from
 :data:`BUILTIN` plus ``LATENCYLAB_EXTRA_RUNTIMES`` and never changes afterwards. It cannot be a

@@ -170,7 +170,9 @@ def _blocks(kernels: list[Kernel]) -> list[Block]:
         if project is None or base(project) != "pwconv":
             continue
         src = by_name.get(dw.inputs[0]) if dw.inputs else None
-        expand = src if src is not None and base(src) == "pwconv" and only_reader(src) is dw else None
+        expand = (
+            src if src is not None and base(src) == "pwconv" and only_reader(src) is dw else None
+        )
         first = expand or dw
         cin = int(first.config["cin"])  # type: ignore[call-overload]
         expansion = round(int(dw.config["cin"]) / cin, 3)  # type: ignore[call-overload]
@@ -205,11 +207,11 @@ def _blocks(kernels: list[Kernel]) -> list[Block]:
         fc2 = only_reader(gelu)
         if fc2 is None or base(fc2) != "fc":
             continue
-        members = list(dict.fromkeys([fc1.name, gelu.name, fc2.name]))
+        names = list(dict.fromkeys([fc1.name, gelu.name, fc2.name]))
         blocks.append(
             Block(
                 type="mlp",
-                kernels=members,
+                kernels=names,
                 config={
                     "tokens": fc1.config["tokens"],
                     "dim": fc1.config["cin"],

@@ -14,7 +14,6 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-
 FOLDABLE = {
     "Shape", "Slice", "Concat", "Gather", "Unsqueeze", "Squeeze", "Cast", "Mul", "Add", "Sub",
     "Div", "Range", "Equal", "Where", "Constant", "ConstantOfShape", "Reshape", "Size",
@@ -39,6 +38,11 @@ def _fold_shapes(model: onnx.ModelProto, rounds: int = 4) -> onnx.ModelProto:
             if node.op_type not in FOLDABLE or len(node.output) != 1:
                 continue
             ins = [i for i in node.input if i]
+            if node.op_type == "Constant":
+                value_attr = next((a for a in node.attribute if a.name == "value"), None)
+                if value_attr is not None:
+                    known[node.output[0]] = numpy_helper.to_array(value_attr.t)
+                continue
             if node.op_type == "Shape":
                 if ins[0] not in shapes:
                     continue
@@ -46,9 +50,7 @@ def _fold_shapes(model: onnx.ModelProto, rounds: int = 4) -> onnx.ModelProto:
                 start = int(next((a.i for a in node.attribute if a.name == "start"), 0))
                 end = next((a.i for a in node.attribute if a.name == "end"), None)
                 value = np.array(shape[start:end], dtype=np.int64)
-            elif node.op_type == "Constant" or not all(i in known for i in ins):
-                continue
-            elif any(known[i].size > 64 for i in ins):
+            elif not all(i in known for i in ins) or any(known[i].size > 64 for i in ins):
                 continue
             else:
                 value = _evaluate(node, [known[i] for i in ins], ins)
@@ -104,11 +106,15 @@ class OnnxGraph:
                 for attr in node.attribute:
                     if attr.name == "value":
                         self.constants[node.output[0]] = numpy_helper.to_array(attr.t)
+            elif node.op_type == "Identity" and node.input[0] in self.constants:
+                self.constants[node.output[0]] = self.constants[node.input[0]]
         self.shapes: dict[str, list[int]] = {}
         for value in [*graph.input, *graph.value_info, *graph.output]:
             tensor_type = value.type.tensor_type
             if tensor_type.HasField("shape"):
-                dims_ = [d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim]
+                dims_ = [
+                    d.dim_value if d.HasField("dim_value") else -1 for d in tensor_type.shape.dim
+                ]
                 self.shapes[value.name] = dims_
         for name, arr in self.constants.items():
             self.shapes.setdefault(name, list(arr.shape))
@@ -120,6 +126,7 @@ class OnnxGraph:
             for inp in node.input:
                 if inp:
                     self.consumers[inp].append(node)
+        self.position = {node.name: i for i, node in enumerate(self.nodes)}
         self.graph_outputs = {o.name for o in graph.output}
         self.graph_inputs = [i.name for i in graph.input if i.name not in self.constants]
 
@@ -144,6 +151,14 @@ class OnnxGraph:
             if a.name == name:
                 return onnx.helper.get_attribute_value(a)
         return default
+
+    def attr_int(self, node: onnx.NodeProto, name: str, default: int) -> int:
+        value = self.attr(node, name, default)
+        return int(value) if isinstance(value, int) else default
+
+    def attr_ints(self, node: onnx.NodeProto, name: str) -> list[int]:
+        value = self.attr(node, name)
+        return [int(v) for v in value] if isinstance(value, list | tuple) else []
 
     def source(self, tensor: str) -> onnx.NodeProto | None:
         return self.producer.get(tensor)

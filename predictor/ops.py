@@ -44,7 +44,7 @@ def _ints(value: object) -> list[int]:
 
 def _conv(g: OnnxGraph, node: onnx.NodeProto) -> tuple[str, str, Config]:
     xs, ws, ys = g.shape(node.input[0]), g.shape(node.input[1]), g.shape(node.output[0])
-    groups = int(g.attr(node, "group", 1))  # type: ignore[call-overload]
+    groups = g.attr_int(node, "group", 1)
     cin, cout = xs[1], ws[0]
     k = _ints(g.attr(node, "kernel_shape")) or ws[2:]
     strides = _ints(g.attr(node, "strides")) or [1] * len(k)
@@ -107,7 +107,12 @@ def node_op(g: OnnxGraph, node: onnx.NodeProto) -> Op | None:
     elif op == "MatMul":
         token = kind = "matmul"
         a, b = g.shape(node.input[0]), g.shape(node.input[1])
-        config = {"batch": math.prod(a[:-2]) if len(a) > 2 else 1, "m": a[-2], "k": a[-1], "n": b[-1]}
+        config = {
+            "batch": math.prod(a[:-2]) if len(a) > 2 else 1,
+            "m": a[-2],
+            "k": a[-1],
+            "n": b[-1],
+        }
     elif op in ("Add", "Sub"):
         token = kind = "add" if len(data) == 2 else "bias"
     elif op in ("Mul", "Div"):
@@ -123,9 +128,14 @@ def node_op(g: OnnxGraph, node: onnx.NodeProto) -> Op | None:
         config = _pool(g, node)
     elif op in ("Concat", "Split"):
         token = kind = SIMPLE[op]
-        config = {"axis": int(g.attr(node, "axis", 0)), "parts": len(node.input if op == "Concat" else node.output)}  # type: ignore[call-overload]
+        config = {
+            "axis": g.attr_int(node, "axis", 0),
+            "parts": len(node.input if op == "Concat" else node.output),
+        }
     else:
         token = kind = SIMPLE.get(op, op.lower())
+        if token in ("layernorm", "gelu", "softmax"):
+            config = {"tokens": math.prod(xs[:-1]) if xs else 1, "dim": xs[-1] if xs else 0}
     config.setdefault("input_shape", xs)
     config.setdefault("output_shape", g.shape(out))
     return Op(token, kind, [node], data, out, config)

@@ -40,9 +40,11 @@ class Composite:
     config: dict[str, object] = field(default_factory=dict)
 
 
-def _between(g: OnnxGraph, x: str, tensor: str, allowed: set[str], limit: int = 12) -> list[onnx.NodeProto] | None:
-    """Nodes on every path from tensor ``x`` to ``tensor``, if ``tensor`` depends only on
-    ``x`` and constants through ``allowed`` ops (at most ``limit`` nodes); else None."""
+def _between(
+    g: OnnxGraph, x: str, tensor: str, allowed: set[str], limit: int = 12
+) -> list[onnx.NodeProto] | None:
+    """Nodes on every path from tensor ``x`` to ``tensor`` in graph order, if ``tensor``
+    depends only on ``x`` and constants through ``allowed`` ops (at most ``limit`` nodes)."""
     seen: dict[str, onnx.NodeProto] = {}
     stack = [tensor]
     while stack:
@@ -58,7 +60,7 @@ def _between(g: OnnxGraph, x: str, tensor: str, allowed: set[str], limit: int = 
         if len(seen) > limit:
             return None
         stack.extend(i for i in node.input if i)
-    return list(seen.values()) or None
+    return sorted(seen.values(), key=lambda n: g.position[n.name]) or None
 
 
 def _private(g: OnnxGraph, nodes: list[onnx.NodeProto], output: str) -> bool:
@@ -149,7 +151,7 @@ def _gated(g: OnnxGraph, mul: onnx.NodeProto) -> Composite | None:
             continue
         if "Erf" in ops:
             token, form = "gelu", "erf"
-        elif "Tanh" in ops and "Pow" in ops | {n.op_type for n in body if n.op_type == "Mul"}:
+        elif "Tanh" in ops:
             token, form = "gelu", "tanh"
         elif "HardSigmoid" in ops or "Clip" in ops or "Relu" in ops:
             token, form = "hswish", "decomposed"
@@ -196,10 +198,7 @@ def _attention(g: OnnxGraph, softmax: onnx.NodeProto) -> Composite | None:
     while cur is not None and cur.op_type in ("Add", "Mul", "Div") and len(nodes) < 5:
         if len(g.users(cur.output[0])) != 1:
             return None
-        const = [i for i in cur.input if g.is_const(i)]
-        if cur.op_type == "Add" and not const:
-            masked = True
-        elif cur.op_type == "Add":
+        if cur.op_type == "Add":
             masked = True
         else:
             scaled = True
@@ -207,7 +206,9 @@ def _attention(g: OnnxGraph, softmax: onnx.NodeProto) -> Composite | None:
         data = [i for i in cur.input if not g.is_const(i)]
         if cur.op_type == "Add" and len(data) == 2:
             data = [
-                d for d in data if (s := g.source(d)) is not None and s.op_type in ("MatMul", "Mul", "Div")
+                d
+                for d in data
+                if (s := g.source(d)) is not None and s.op_type in ("MatMul", "Mul", "Div")
             ][:1] or data[:1]
         cur = g.source(data[0]) if data else None
     if cur is None or cur.op_type != "MatMul" or len(g.users(cur.output[0])) != 1:
@@ -224,7 +225,8 @@ def _attention(g: OnnxGraph, softmax: onnx.NodeProto) -> Composite | None:
         q,
         mm2.output[0],
         {
-            "heads": qs[-3] if len(qs) >= 3 else 1,
+            "batch": qs[0] if len(qs) >= 3 else 1,
+            "heads": qs[-3] if len(qs) >= 4 else 1,
             "seq": qs[-2],
             "seq_kv": ks[-1],
             "dim": qs[-1],
@@ -243,8 +245,8 @@ def _shuffle(g: OnnxGraph, tr: onnx.NodeProto) -> Composite | None:
         return None
     x = before.input[0]
     xs, mid, out = g.shape(x), g.shape(before.output[0]), g.shape(after.output[0])
-    perm = g.attr(tr, "perm")
-    if len(xs) != 4 or len(mid) != 5 or xs != out or list(perm or []) != [0, 2, 1, 3, 4]:
+    perm = g.attr_ints(tr, "perm")
+    if len(xs) != 4 or len(mid) != 5 or xs != out or perm != [0, 2, 1, 3, 4]:
         return None
     nodes = [before, tr, after]
     if not _private(g, nodes, after.output[0]):

@@ -19,7 +19,9 @@ UNARY = {
     "relu": "Relu", "leakyrelu": "LeakyRelu", "sigmoid": "Sigmoid", "tanh": "Tanh",
     "hswish": "HardSwish", "hsigmoid": "HardSigmoid",
 }  # fmt: skip
-PROBE_TOKENS = {"conv", "dwconv", "bn", "relu6", "add", "silu", "maxpool", "avgpool"} | FLAT | set(UNARY)
+PROBE_TOKENS = (
+    {"conv", "dwconv", "bn", "relu6", "add", "silu", "maxpool", "avgpool"} | FLAT | set(UNARY)
+)
 
 
 class ProbeShape(BaseModel):
@@ -53,14 +55,18 @@ class _Chain:
         self.inits.append(numpy_helper.from_array(np.asarray(arr, dtype=np.float32), n))
         return n
 
-    def node(self, op: str, inputs: list[str], **attrs: object) -> str:
+    def node(self, op: str, inputs: list[str], **attrs: int | list[int]) -> str:
         out = self.name(op.lower())
-        self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        node = helper.make_node(op, inputs, [out], name=out)
+        node.attribute.extend(helper.make_attribute(k, v) for k, v in attrs.items())
+        self.nodes.append(node)
         return out
 
     def input(self, flat: bool) -> str:
         n = self.name("x")
-        dims = [self.s.rows, self.s.features] if flat else [1, self.s.channels, self.s.hw, self.s.hw]
+        dims = (
+            [self.s.rows, self.s.features] if flat else [1, self.s.channels, self.s.hw, self.s.hw]
+        )
         self.inputs.append(helper.make_tensor_value_info(n, TensorProto.FLOAT, dims))
         return n
 

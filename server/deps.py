@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
@@ -14,6 +16,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.engine import READ_ONLY
 from db.models import ApiToken
 from latencylab.errors import ErrorCode
 from server.artifacts import ArtifactStore
@@ -37,6 +40,8 @@ class AppState:
     signal: QueueSignal
     read_sessions: sessionmaker[Session]
     """Sessions whose SQLite transactions begin deferred: for GET/HEAD requests."""
+    ends: anyio.CapacityLimiter
+    """Threads that end request transactions (commit, rollback), apart from request threads."""
 
     def context(self, session: Session) -> JobContext:
         """What the job lifecycle and its kinds' hooks get for ``session``'s transaction."""
@@ -76,8 +81,7 @@ def database_error(exc: OperationalError | PoolTimeout, retry_after_s: int) -> A
         return ApiError(
             507,
             ErrorCode.insufficient_storage,
-            "the server is out of disk space (its database cannot be written); nothing was "
-            "changed",
+            "the server is out of disk space (its database cannot be written); nothing was changed",
         )
     return ApiError(
         503,
@@ -89,8 +93,11 @@ def database_error(exc: OperationalError | PoolTimeout, retry_after_s: int) -> A
 
 
 def commit(session: Session, state: AppState) -> None:
-    """Commit ``session`` now (a route that ends its transaction itself); a database that
-    fails is the 503/507 of ``database_error``."""
+    """Commit ``session`` now, on the route's own thread: what the agent protocol's routes do
+    once their answer is built, so SQLite's write lock is given back before the request
+    returns to the event loop (under load a round trip there can take long); ``get_session``'s
+    own commit then has nothing left to do. A database that fails is the 503/507 of
+    ``database_error``."""
     try:
         session.commit()
     except (OperationalError, PoolTimeout) as exc:
@@ -98,24 +105,32 @@ def commit(session: Session, state: AppState) -> None:
         raise database_error(exc, state.settings.retry_after_s) from exc
 
 
-def get_session(request: Request, state: StateDep) -> Iterator[Session]:
+async def get_session(request: Request, state: StateDep) -> AsyncIterator[Session]:
     """One session per request, committed after the route returns and before the response
     (``scope="function"``), so a failing commit still becomes the request's error response,
     and so does a database error anywhere in the request (503 with ``Retry-After``). A GET or
-    HEAD reads through ``read_sessions`` (on SQLite: not holding the write lock)."""
+    HEAD reads through ``read_sessions`` (on SQLite: not holding the write lock).
+
+    The commit (or rollback) runs on threads of its own (``AppState.ends``), not the request
+    threads: a transaction holding SQLite's write lock always gets a thread to end it, even
+    while every request thread waits for that lock."""
     reading = request.method in ("GET", "HEAD")
     session = (state.read_sessions if reading else state.sessions)()
+
+    async def end(fn: Callable[[], None]) -> None:
+        await anyio.to_thread.run_sync(fn, limiter=state.ends)
+
     try:
         yield session
-        session.commit()
+        await end(session.commit)
     except (OperationalError, PoolTimeout) as exc:
-        _rollback(session)
+        await end(partial(_rollback, session))
         raise database_error(exc, state.settings.retry_after_s) from exc
     except BaseException:
-        _rollback(session)
+        await end(partial(_rollback, session))
         raise
     finally:
-        session.close()
+        await end(session.close)
 
 
 def _rollback(session: Session) -> None:
@@ -144,6 +159,7 @@ def get_token(
             "missing bearer token: send 'Authorization: Bearer <token>'",
             headers=challenge,
         )
+    session.connection(execution_options={READ_ONLY: True})  # a read: no SQLite write lock
     token = lookup_token(session, creds.credentials)
     if token is None:
         raise ApiError(

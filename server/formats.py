@@ -66,7 +66,7 @@ def inspect_upload(path: Path, scratch: Path, limits: InspectLimits, filename: s
     )
     outcome = run_sandboxed(
         request, ENTRY, InspectResult, rundir=rundir, timeout_s=limits.timeout_s,
-        memory_mb=limits.memory_mb, cwd=workdir, env=INSPECT_ENV, env_drop=INSPECT_ENV_DROP,
+        memory_mb=limits.memory_mb, env=INSPECT_ENV, env_drop=INSPECT_ENV_DROP,
     )  # fmt: skip
     return _model_info(outcome, limits, filename)
 

@@ -2,7 +2,9 @@
 inputs that no device could hold.
 
 Both read only the graph (``onnx.load(..., load_external_data=False)``) and file sizes, so a
-model with gigabytes of weights is checked without reading them. Messages name tensors and
+model with gigabytes of weights is checked without reading them. ``check_external_data`` runs
+in the upload check's sandboxed process (``server.inspect_worker``), ``check_input_size`` in
+the coordinator on the signature that comes back (``server.formats.apply_input_shapes``). Messages name tensors and
 files as the uploader knows them (the entry names inside the zip), never server paths.
 """
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 
+import anyio
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
@@ -68,8 +69,17 @@ def make_state(
         def _undone(session: Session) -> None:
             session.info.pop(QUEUED_FLAG, None)
 
+    ends = anyio.CapacityLimiter(max(4, settings.threads // 4))
     return AppState(
-        settings, engine, sessions, store, kinds, clock or SystemClock(), signal, read_sessions
+        settings,
+        engine,
+        sessions,
+        store,
+        kinds,
+        clock or SystemClock(),
+        signal,
+        read_sessions,
+        ends,
     )
 
 

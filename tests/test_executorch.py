@@ -19,6 +19,7 @@ import pytest
 
 from agents.android.adb import Adb
 from agents.android.config import AndroidSettings
+from agents.android.energy import METHOD as ENERGY_METHOD
 from agents.android.executorch import RAW_TIMES_NOTE, parse_executor_runner, steady_runs
 from agents.android.measure import PhoneMeasurer
 from latencylab.schemas import MeasureSettings, MeasureSpec
@@ -315,6 +316,7 @@ def test_a_phone_runs_a_pte_with_raw_per_run_times(phones: _Phones, pte: Any, tm
     assert env["soc"] == "SM8475" and env["runtime"] == "executorch"
     assert "--cpu_threads=2" in env["command"] and env["command"].startswith("taskset ")
     assert r.load_ms is not None and r.load_ms > 0 and r.first_inference_ms is not None
+    assert env["power"]["method"] == ENERGY_METHOD  # the battery was sampled around the pass
     ran = [c["executor_runner"] for c in phones.calls(FLIP4) if "executor_runner" in c]
     assert ran and all(any(a.startswith("--model_path=") for a in cmd) for cmd in ran)
     no_runner = PhoneMeasurer(

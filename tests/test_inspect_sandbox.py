@@ -15,6 +15,7 @@ The sandboxed entries below live in this module: the child imports it by name.
 from __future__ import annotations
 
 import threading
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -161,3 +162,21 @@ def test_a_check_over_its_time_limit_is_refused_clearly(tmp_path: Path) -> None:
         "checking 'm.onnx' took longer than the model check may take (0.01 s, the "
         "coordinator's LATENCYLAB_INSPECT_TIMEOUT_S); nothing was stored"
     )
+
+
+def test_an_unpacked_upload_cannot_shadow_a_module_the_check_imports(tmp_path: Path) -> None:
+    """A zipped .mlpackage carrying a ``coremltools`` package of its own: the check imports
+    coremltools after unpacking, and must get the installed one (or none), never the upload's."""
+    marker = tmp_path / "pwned"
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("m.mlpackage/Manifest.json", "{}")
+        zf.writestr("coremltools/__init__.py", f"open({str(marker)!r}, 'w').write('ran')\n")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    limits = InspectLimits(memory_mb=4096, timeout_s=120, max_unpacked=MiB)
+    with pytest.raises(ModelRejected) as info:
+        inspect_upload(evil, scratch, limits, "evil.zip")
+    assert info.value.status_code in (415, 422), info.value.message
+    assert str(scratch) not in info.value.message
+    assert not marker.exists()

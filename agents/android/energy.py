@@ -201,10 +201,6 @@ def analyse(
                 "during the measurement, so it was not powering the phone alone"
                 + (f" ({charging_hint})" if charging_hint else "")
             )
-        if len(idle) < 2:
-            raise NotReported(f"{NOT_REPORTED}: {len(idle)} idle baseline samples (need 2)")
-        conv = detect_convention(idle, sign, unit)
-        power["current_convention"] = conv.describe()
         interval = gauge_interval_s(samples)
         if interval is None:
             raise NotReported(
@@ -214,12 +210,16 @@ def analyse(
         updates = (steady[1] - steady[0]) / interval
         power.update(gauge_update_interval_s=round(interval, 3), gauge_updates=round(updates, 1))
         if updates < min_updates or not busy:
-            need = math.ceil(min_updates * interval * 10) / 10
+            need = math.ceil(round(min_updates * interval * 10, 6)) / 10
             raise NotReported(
                 f"{NOT_REPORTED}: run shorter than {min_updates} fuel-gauge updates (the steady "
                 f"state lasted {steady[1] - steady[0]:.3g} s, {updates:.1f} updates of "
                 f"~{interval:.2g} s; raise settings.min_duration_s to at least {need:g} s)"
             )
+        if len(idle) < 2:
+            raise NotReported(f"{NOT_REPORTED}: {len(idle)} idle baseline samples (need 2)")
+        conv = detect_convention(idle, sign, unit)
+        power["current_convention"] = conv.describe()
         base = statistics.fmean(conv.power_mw(s) for s in idle)
         net = [conv.power_mw(s) - base for s in busy]
         mean = statistics.fmean(net)
@@ -374,12 +374,15 @@ class EnergyMeter:
                     "a debuggable build; use adb over Wi-Fi or a cable without power"
                 )
             run.sampler = self._sampler(run, deadline, cpu_mask)
+            # a few samples at least (Android < 6 samples once a second); the first third settles
+            wait = max(self.settings.energy_baseline_s, 4 * run.record["sample_interval_s"])
+            run.record["baseline_s"] = wait
             run.sampler.start()
             start = time.monotonic()
-            cancel.wait(self.settings.energy_baseline_s)
+            cancel.wait(wait)
             if cancel.is_set():
                 raise Cancelled("cancelled during the battery baseline", self.serial)
-            run.baseline = (start + self.settings.energy_baseline_s / 3, time.monotonic())
+            run.baseline = (start + wait / 3, time.monotonic())
             yield run
         finally:
             try:
@@ -391,7 +394,11 @@ class EnergyMeter:
     def _control(self, sub: str) -> str:
         """``dumpsys battery SUB``: "ok" when it printed nothing and exited 0, else what it said."""
         code, text = self._shell(f"dumpsys battery {sub}")
-        return "ok" if code == 0 and not text else (text.splitlines() or [f"exit {code}"])[0][:200]
+        return (
+            "ok"
+            if code == 0 and not text
+            else (" | ".join(text.splitlines()) or f"exit {code}")[:300]
+        )
 
     def _reset(self) -> str:
         try:
@@ -411,7 +418,7 @@ class EnergyMeter:
         if sdk is not None and sdk < 23:  # toolbox sleep (Android < 6): whole seconds only
             interval = float(max(1, math.ceil(s.energy_interval_s)))
             run.record["sample_interval_note"] = "Android < 6: toolbox sleep takes whole seconds"
-        budget = s.energy_baseline_s + max(1.0, deadline - time.monotonic())
+        budget = max(s.energy_baseline_s, 4 * interval) + max(1.0, deadline - time.monotonic())
         mask = other_cores(cpu_mask, len(self.phone.cpu_freqs()))
         command = sampler_command(s.battery_dir.rstrip("/"), f"{interval:g}", math.ceil(budget / interval) + 10, mask)  # fmt: skip
         run.record.update(sample_interval_s=interval, sampler_cores=mask or "any", sampler_command=command)  # fmt: skip

@@ -43,6 +43,7 @@ from pydantic import ValidationError
 
 from agents.android.adb import Adb, Cancelled, ShellResult
 from agents.android.config import AndroidSettings
+from agents.android.energy import EnergyMeter
 from agents.android.phone import Phone
 from agents.measure.stats import summarize
 from latencylab.runtime_options import ExecuTorchOptions
@@ -62,6 +63,7 @@ class Measurer(Protocol):
     serial: str
     settings: AndroidSettings
     phone: Phone
+    energy: EnergyMeter
 
     def _run_pass(
         self, command: str, remote_model: str, deadline: float, cancel: threading.Event,
@@ -216,21 +218,25 @@ class ExecuTorchOnPhone:
             if cancel.is_set():
                 raise Cancelled("cancelled during the cool-down", self.m.serial)
             progress({"phase": "steady"})
-            first = self._pass(command, remote, deadline, cancel, workdir, "executor_runner")
-            steady, passes = first, [command]
-            if sum(first.times_ms[warm:]) / 1000.0 < s.min_duration_s:
-                mean = sum(first.times_ms[warm:] or first.times_ms) / len(
-                    first.times_ms[warm:] or first.times_ms
-                )
-                command, _ = self._command(spec, remote, warm + steady_runs(mean, spec))
-                steady = self._pass(
-                    command, remote, deadline, cancel, workdir, "executor_runner_steady"
-                )
-                passes.append(command)
+            # the battery is sampled around the passes; the energy is that of the last
+            # steady_duration_s of them, which is the steady-state pass's executions
+            with (
+                self.m.energy.session(cancel, deadline, how["cpu_mask"]) as energy,
+                energy.steady(),
+            ):
+                first = self._pass(command, remote, deadline, cancel, workdir, "executor_runner")
+                steady, passes = first, [command]
+                if sum(first.times_ms[warm:]) / 1000.0 < s.min_duration_s:
+                    timed = first.times_ms[warm:] or first.times_ms
+                    command, _ = self._command(spec, remote, warm + steady_runs(sum(timed) / len(timed), spec))  # fmt: skip
+                    steady = self._pass(command, remote, deadline, cancel, workdir, "executor_runner_steady")  # fmt: skip
+                    passes.append(command)
             env["thermal_after"] = self.m.phone.thermal()
         finally:
             self.m._best_effort(f"rm -f {shlex.quote(remote)}")
-        return self._result(steady, first, passes, spec, env)
+        result = self._result(steady, first, passes, spec, env)
+        result.environment.update(energy.report(result.runs, result.steady_duration_s))
+        return result
 
     def _result(self, steady: RunnerOutput, first: RunnerOutput, passes: list[str], spec: MeasureSpec, env: dict[str, Any]) -> MeasureResult:  # fmt: skip
         s = spec.settings

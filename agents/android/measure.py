@@ -113,8 +113,8 @@ class PhoneMeasurer:
         offered = self.phone.runtimes()
         if spec.runtime not in offered or spec.runtime not in self._runtimes:
             raise SetupError(
-                f"phone {self.serial} measures runtimes {', '.join(sorted(offered))}, not "
-                f"{spec.runtime!r}"
+                f"phone {self.serial} measures runtime{'s' if len(offered) > 1 else ''} "
+                f"{', '.join(repr(r) for r in sorted(offered))} only, not {spec.runtime!r}"
                 + (f"; {_SETUP_HINTS[spec.runtime]}" if spec.runtime in _SETUP_HINTS else "")
             )
         return self._runtimes[spec.runtime]

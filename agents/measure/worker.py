@@ -1,4 +1,5 @@
-"""Subprocess entry point of one measurement.
+"""Subprocess entry point of one measurement: ``measure(spec, emit)``, which
+``isolation.run_isolated`` runs in the shared sandbox (``converters.sandbox``), or by hand:
 
     python -m agents.measure.worker --spec SPEC.json --out RESULT.json
 
@@ -14,41 +15,18 @@ from __future__ import annotations
 
 import argparse
 import faulthandler
-import json
-import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
+from converters.sandbox import emitter, private_stdout, write_atomically
 from latencylab.schemas import MeasureResult, MeasureSpec
-
-
-def _private_stdout() -> TextIO:
-    """A line-buffered stream on the original stdout; fd 1 is redirected to stderr."""
-    sys.stdout.flush()
-    fd = os.dup(1)
-    os.dup2(2, 1)
-    return os.fdopen(fd, "w", buffering=1, encoding="utf-8")
-
-
-def _emitter(stream: TextIO) -> Any:
-    def emit(event: dict[str, Any]) -> None:
-        try:
-            stream.write(json.dumps(event, separators=(",", ":")) + "\n")
-            stream.flush()
-        except (OSError, ValueError):  # parent went away: keep measuring, result file matters
-            pass
-
-    return emit
 
 
 def write_result(result: MeasureResult, out: Path) -> None:
     """Write ``result`` to ``out`` atomically (temp file + rename)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(result.model_dump_json())
-    os.replace(tmp, out)
+    write_atomically(out, result.model_dump_json())
 
 
 def measure(spec: MeasureSpec, on_progress: Any = None) -> MeasureResult:
@@ -76,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="where to write MeasureResult")
     args = parser.parse_args(argv)
     faulthandler.enable()  # a native crash prints the Python stack to stderr
-    emit = _emitter(_private_stdout()) if argv is None else None
+    emit = emitter(private_stdout()) if argv is None else None
     try:
         spec = MeasureSpec.model_validate_json(args.spec.read_text())
     except Exception as exc:

@@ -81,7 +81,9 @@ def register(
         raise ApiError(409, ErrorCode.device_taken, str(exc)) from exc
     except bindings.DeviceOutOfScope as exc:
         raise ApiError(403, ErrorCode.forbidden, str(exc)) from exc
-    return store.device_public(session, device, state.settings.offline_after_s)
+    answer = store.device_public(session, device, state.settings.offline_after_s)
+    commit(session, state)
+    return answer
 
 
 @router.post("/{device_id}/heartbeat", responses=errors(400, 404, 409, 422, 503))
@@ -94,8 +96,9 @@ def heartbeat(
     try:
         lifecycle.heartbeat(state.context(session), device, body.job_id, body.progress)
     except lifecycle.LeaseLost as exc:
-        session.commit()  # the device was seen all the same
+        commit(session, state)  # the device was seen all the same
         raise ApiError(409, ErrorCode.lease_lost, str(exc)) from exc
+    commit(session, state)
     return {"keep": True}
 
 
@@ -197,7 +200,9 @@ def report(
         raise ApiError(409, ErrorCode.lease_lost, str(exc)) from exc
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     session.refresh(row)
-    return bench_store.result_public(row)
+    answer = bench_store.result_public(row)
+    commit(session, state)
+    return answer
 
 
 def _held_job(session: SessionDep, device: Device, job_id: int, kind: str | None = None) -> Job:
@@ -271,4 +276,6 @@ def report_conversion(
         raise ApiError(409, ErrorCode.lease_lost, str(exc)) from exc
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from exc
-    return conv_store.public(session, conv)
+    answer = conv_store.public(session, conv)
+    commit(session, state)
+    return answer

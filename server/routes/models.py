@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
-from latencylab.errors import default_code
+from latencylab.errors import ErrorBody, default_code
 from latencylab.fields import MAX_INT64, Id
 from latencylab.schemas import ModelPublic, ModelUpdate
 from server.artifacts import UploadTooLarge
@@ -32,13 +33,23 @@ _UPLOAD_BODY = multipart_body(
     }
 )
 
+_UPLOAD_422: dict[int | str, dict[str, Any]] = {
+    422: {
+        "model": ErrorBody,
+        "description": "The file is not a model LatencyLab can read (`detail` names the file and "
+        "what is wrong), or `code: inspection_limit`: checking it needs more memory or time than "
+        "the coordinator's sandboxed model check may use (LATENCYLAB_INSPECT_MEMORY_MB, "
+        "LATENCYLAB_INSPECT_TIMEOUT_S); nothing was stored",
+    }
+}
+
 
 @router.post(
     "",
     response_model=ModelPublic,
     status_code=status.HTTP_201_CREATED,
     openapi_extra=_UPLOAD_BODY,
-    responses=errors(400, 413, 415, 422),
+    responses={**errors(400, 413, 415), **_UPLOAD_422},
 )
 async def upload_model(
     request: Request, session: SessionDep, state: StateDep, token: CurrentUser

@@ -79,10 +79,24 @@ async function showDetail(el, r) {
   const warnings = (r.warnings || []).map((w) => notice("warn", `warning: ${w}`));
   const flags = h("div", { id: "result-flags" }, flagNotices(r));
   const repeats = r.repeats ? card("Fresh processes", repeatsView(r.repeats)) : null;
-  clear(el, h("h3", {}, title), ...warnings, flags, envLine ? h("p", { class: "muted" }, envLine) : null, repeats, h("div", { class: "two-col" }, card("Latency distribution", histEl), card("Per-layer profile", profEl)));
+  const energy = energyView(env);
+  clear(el, h("h3", {}, title), ...warnings, flags, envLine ? h("p", { class: "muted" }, envLine) : null, energy, repeats, h("div", { class: "two-col" }, card("Latency distribution", histEl), card("Per-layer profile", profEl)));
   const [raw, profile] = await Promise.all([optional(`/benchmarks/${r.benchmark_id}/results/${r.id}/raw`), optional(`/benchmarks/${r.benchmark_id}/results/${r.id}/profile`)]);
   drawHistogram(histEl, raw, r.latency_ms);
   drawProfile(profEl, profile, r);
+}
+
+/** Power and energy per inference (Jetson tegrastats, phone fuel gauge): the same fields. */
+function energyView(env) {
+  const p = env.power;
+  if (!p) return null;
+  if (p.mean_mw === undefined || p.mean_mw === null) {
+    return notice("info", p.note || p.error || "energy not reported");
+  }
+  const mj = env.energy_per_inference_mj;
+  const bits = [`${fmtNum(p.mean_mw, 0)} mW average${p.baseline_subtracted ? " above idle" : ""}`, mj !== undefined && mj !== null && `${fmtNum(mj, 3)} mJ per inference`, p.samples && `${p.samples} samples`, p.method || p.source].filter(Boolean);
+  const coarse = p.coarse ? " (fuel-gauge based: coarse)" : "";
+  return h("p", { class: "energy", id: "result-energy" }, `Energy: ${bits.join(" · ")}${coarse}`);
 }
 
 function drawHistogram(el, raw, lat) {
