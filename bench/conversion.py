@@ -5,6 +5,13 @@ numerical validation error of each, every conversion in its own isolated subproc
     python -m bench.conversion [--models mobilenet_v2 resnet efficientnet vit] [--quick]
 
 Writes ``bench/results/conversion.json`` and prints a table.
+
+    python -m bench.conversion --matrix [--models ...] [--write-docs]
+
+The coverage matrix instead (``bench.coverage``): every zoo architecture x source format
+(ONNX from TorchScript, ONNX from dynamo, ``.pt2``) x target x precision, converted and
+validated; writes ``bench/results/coverage.json`` and, with ``--write-docs``, the matrix in
+docs/conversions.md.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.measure.environment import cpu_model
+from bench import coverage
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PATHS: list[tuple[str, str, str]] = [  # (source format, target, precision)
@@ -39,12 +47,23 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument(
-        "--models", nargs="+", default=["mobilenet_v2", "resnet", "efficientnet", "vit"]
-    )
+    ap.add_argument("--models", nargs="+", help="zoo models (default: four, or all with --matrix)")
     ap.add_argument("--quick", action="store_true", help="fp32 paths only")
-    ap.add_argument("--out", type=Path, default=RESULTS / "conversion.json")
+    ap.add_argument("--out", type=Path, help="report path (default: bench/results/...)")
+    ap.add_argument("--matrix", action="store_true", help="the coverage matrix (bench.coverage)")
+    ap.add_argument("--write-docs", action="store_true", help="with --matrix: update the doc")
+    ap.add_argument("--timeout-s", type=float, default=coverage.GROUP_TIMEOUT_S)
     args = ap.parse_args()
+    if args.matrix:
+        report = coverage.run_matrix(args.models or list(zoo.FAMILIES), args.timeout_s)
+        out = args.out or RESULTS / "coverage.json"
+        out.write_text(json.dumps(report, indent=1) + "\n")
+        if args.write_docs:
+            coverage.write_docs(report)
+        print(f"report: {out} ({report['wall_s']:.0f} s)")
+        return
+    args.models = args.models or ["mobilenet_v2", "resnet", "efficientnet", "vit"]
+    args.out = args.out or RESULTS / "conversion.json"
     paths = [p for p in PATHS if not args.quick or p[2] == "fp32"]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:

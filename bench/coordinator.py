@@ -209,7 +209,11 @@ async def _fleet_phase(cfg: RunConfig, coords: env.Coordinators, seed: env.Seed)
     if registered and len(fleet.expected) == cfg.jobs:
         phase = "run"
         left = max(1.0, deadline - time.monotonic())
-        finished = await drive_fleet(fleet, agents, env.SIM_ATTRIBUTES, left)
+        settled = env.Settled(coords.database_url)
+        try:
+            finished = await drive_fleet(fleet, agents, env.SIM_ATTRIBUTES, left, settled)
+        finally:
+            settled.close()
     else:
         await asyncio.gather(*(a.close() for a in agents))
     drive_ns = time.perf_counter_ns() - drive_ns
@@ -313,9 +317,9 @@ def run_one(cfg: RunConfig, use_workers_flag: bool | None = None) -> dict[str, A
 
 
 COLUMNS = (
-    "backend", "procs", "agents", "jobs", "done", "wall s", "jobs/s", "lease p50/p99 ms",
-    "report p50/p99 ms", "non-2xx", "hb 409", "transport", "503 RA/no", "double", "dup res", "over att",
-    "unfinished", "collapsed", "load",
+    "backend", "procs", "agents", "jobs", "done", "wall s", "jobs/s", "lease p50 / p99 ms",
+    "report p50 / p99 ms", "non-2xx", "hb 409", "transport", "503 RA/no", "double lease (2nd dev.)",
+    "bad result", "over attempts", "unfinished", "collapsed", "load",
 )  # fmt: skip
 
 
@@ -332,20 +336,27 @@ def row(r: dict[str, Any]) -> list[str]:
     transport = sum(sum(k.values()) for k in r["transport_errors"].values())
     ra = sum(v["with_retry_after"] for v in r["unavailable_503"].values())
     no_ra = sum(v["without_retry_after"] for v in r["unavailable_503"].values())
-    dup = (
-        audit["jobs_with_several_results"]
-        + audit["results_not_from_last_lessee"]
-        + audit["results_not_from_job_holder"]
-    )
+    wall = f"{run['wall_s']:.1f}"
+    if run["collapsed"]:
+        wall += f" of {run['phase_s']:.0f}"
+    collapsed = "no"
+    if run["collapsed"]:
+        collapsed = "yes" if run["phase_reached"] == "run" else f"yes ({run['phase_reached']})"
     return [
         cfg["backend"], str(cfg["processes"]), str(cfg["agents"]), str(audit["jobs_in_db"]),
-        str(run["jobs_reported"]), f"{run['wall_s']:.1f}", f"{run['jobs_per_s']:.1f}",
-        f"{lat['lease']['p50']}/{lat['lease']['p99']}",
-        f"{lat['report']['p50']}/{lat['report']['p99']}",
-        str(non2xx), str(hb_lost), str(transport), f"{ra}/{no_ra}", str(r["leases"]["double_leases"]),
-        str(dup), str(audit["attempts_over_max"]), str(audit["not_finished"]),
-        "yes" if run["collapsed"] else "no", f"{r['loadavg_start'][0]:.2f}",
+        str(run["jobs_reported"]), wall, f"{run['jobs_per_s']:.1f}",
+        f"{_ms(lat['lease']['p50'])} / {_ms(lat['lease']['p99'])}",
+        f"{_ms(lat['report']['p50'])} / {_ms(lat['report']['p99'])}",
+        str(non2xx), str(hb_lost), str(transport), f"{ra}/{no_ra}", f"{r['leases']['double_leases']} ({r['leases']['second_device_before_expiry']})",
+        str(audit["jobs_with_suspect_results"]), str(audit["attempts_over_max"]),
+        str(audit["not_finished"]), collapsed, f"{r['loadavg_start'][0]:.1f}",
     ]  # fmt: skip
+
+
+def _ms(v: float | None) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.0f}" if v >= 100 else f"{v:.1f}"
 
 
 def table(reports: list[dict[str, Any]]) -> str:

@@ -20,10 +20,10 @@ from typing import Any
 
 import httpx
 import psutil
-from sqlalchemy import func, select
+from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
-from db.engine import make_engine
 from db.models import Device, Job, Result
 
 REPO = Path(__file__).resolve().parents[1]
@@ -311,11 +311,40 @@ def enqueue(
     }
 
 
+OPEN_STATUSES = ("waiting", "queued", "running")
+
+
+def _engine(database_url: str) -> Engine:
+    """A plain engine of our own for reading the coordinator's database (not the
+    coordinator's engine set-up, which is what is being measured)."""
+    return create_engine(database_url, poolclass=NullPool)
+
+
+class Settled:
+    """``settled()``: True once no job of the run is waiting, queued or running any more (a
+    read-only query of the coordinator's database; it ends a run whose last jobs failed)."""
+
+    def __init__(self, database_url: str) -> None:
+        self.engine = _engine(database_url)
+
+    def __call__(self) -> bool:
+        with Session(self.engine) as s:
+            left = s.scalar(
+                select(func.count())
+                .select_from(Job)
+                .where(Job.kind == "benchmark", Job.status.in_(OPEN_STATUSES))
+            )
+        return not left
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
 def audit(database_url: str, job_ids: set[int], last_lessee: dict[int, str]) -> dict[str, Any]:
     """What the (private) database says after the run about every benchmark job in it:
     statuses, attempts, results (more than one per job, or one from a device other than the
     last lessee); ``jobs_unknown_to_client`` were created by a request whose answer was lost."""
-    engine = make_engine(database_url)
+    engine = _engine(database_url)
     try:
         with Session(engine) as s:
             s.execute(select(1))  # connect: the dialect learns the server's version
@@ -348,7 +377,7 @@ def audit(database_url: str, job_ids: set[int], last_lessee: dict[int, str]) -> 
         "jobs_missing": len(job_ids - {j.id for j in ours}),
         "jobs_unknown_to_client": len(unknown),
         "status": dict(Counter(j.status for j in ours)),
-        "not_finished": sum(j.status not in ("succeeded", "failed") for j in ours),
+        "not_finished": sum(j.status in OPEN_STATUSES for j in ours),
         "attempts_over_max": sum(j.attempts > j.max_attempts for j in ours),
         "attempts": {str(k): v for k, v in sorted(Counter(j.attempts for j in ours).items())},
         "results": len(result_of),
@@ -358,6 +387,9 @@ def audit(database_url: str, job_ids: set[int], last_lessee: dict[int, str]) -> 
         # (a lease answer lost to a timeout can also cause this), or than the job's holder
         "results_not_from_last_lessee": len(not_last_lessee),
         "results_not_from_job_holder": len(not_holder),
+        "jobs_with_suspect_results": len(
+            {*not_last_lessee, *not_holder, *(j for j in job_ids if per_job.get(j, 0) > 1)}
+        ),
         "succeeded_without_result": sum(
             j.status == "succeeded" and j.id not in result_of for j in ours
         ),

@@ -25,6 +25,7 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -118,9 +119,12 @@ class Fleet:
     first_lease_ns: int | None = None
     last_report_ns: int | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    settled: bool = False  # the database has no queued or running job of the run left
 
     def finished(self) -> bool:
-        return self.completed >= self.expected
+        """Every job reported by this fleet, or ended otherwise (failed once its attempts
+        ran out): nothing is left to lease."""
+        return self.settled or self.completed >= self.expected
 
 
 class Refused(Exception):
@@ -320,15 +324,29 @@ async def register_all(agents: list[SimAgent], attributes: dict[str, Any]) -> in
     return sum(done)
 
 
+async def _watch(fleet: Fleet, settled: Callable[[], bool], every_s: float = 2.0) -> None:
+    """Ask ``settled`` (a read of the database, in a thread) every ``every_s`` whether any
+    job is left; once none is, the agents stop at their next empty lease."""
+    while not fleet.stop.is_set() and not fleet.settled:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(fleet.stop.wait(), every_s)
+        fleet.settled = await asyncio.to_thread(settled)
+
+
 async def drive_fleet(
-    fleet: Fleet, agents: list[SimAgent], attributes: dict[str, Any], timeout_s: float
+    fleet: Fleet,
+    agents: list[SimAgent],
+    attributes: dict[str, Any],
+    timeout_s: float,
+    settled: Callable[[], bool],
 ) -> bool:
-    """Run every agent's job loop and heartbeats until all jobs are reported or
-    ``timeout_s`` passes; False when the run timed out (collapsed)."""
+    """Run every agent's job loop and heartbeats until all jobs are reported or otherwise
+    ended (``settled``) or ``timeout_s`` passes; False when the run timed out (collapsed)."""
     started = time.perf_counter_ns()
     live = [a for a in agents if a.device_id is not None]
     tasks = [asyncio.create_task(a.work(attributes)) for a in live]
     tasks += [asyncio.create_task(a.heartbeats()) for a in live]
+    tasks.append(asyncio.create_task(_watch(fleet, settled)))
     progress = asyncio.create_task(_progress(fleet, started))
     workers = asyncio.gather(*tasks[: len(live)], return_exceptions=True)
     done_in_time = True

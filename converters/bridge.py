@@ -90,13 +90,14 @@ def _contiguous_tensors(module: Any) -> None:
 
 
 def _fold_constant_reshapes(gm: Any) -> None:
-    """onnx2torch's Reshape, Slice, Gather, Split and (Un)Squeeze read sizes/bounds/axes from
-    buffers at run time, which torch.export sees as data-dependent; bake the constants in
-    (``torch.reshape`` with fixed sizes, a slicing module with fixed python slices, split and
-    static-axes modules with python lists)."""
+    """onnx2torch's Reshape, Slice, Gather, Split, Resize and (Un)Squeeze read sizes, bounds,
+    scales or axes from buffers at run time, which torch.export sees as data-dependent; bake
+    the constants in (``torch.reshape`` with fixed sizes, a slicing module with fixed python
+    slices, split, resize and static-axes modules with python lists)."""
     import torch
     from onnx2torch.node_converters.gather import OnnxGather
     from onnx2torch.node_converters.reshape import OnnxReshape
+    from onnx2torch.node_converters.resize import OnnxResize, _onnx_mode_to_torch_mode
     from onnx2torch.node_converters.slice import OnnxSlice, _do_slice, _get_slices
     from onnx2torch.node_converters.split import OnnxSplit, OnnxSplit13
     from onnx2torch.node_converters.squeeze import OnnxSqueezeDynamicAxes, OnnxSqueezeStaticAxes
@@ -118,6 +119,29 @@ def _fold_constant_reshapes(gm: Any) -> None:
         def forward(self, x: Any) -> Any:
             return _do_slice(x, self.flip, self.pos, self.neg)
 
+    class StaticResize(torch.nn.Module):
+        def __init__(self, mode: str, align: Any, size: Any, scale: Any) -> None:
+            super().__init__()
+            self.mode, self.align, self.size, self.scale = mode, align, size, scale
+
+        def forward(self, x: Any) -> Any:
+            mode = _onnx_mode_to_torch_mode(self.mode, x.dim() - 2)
+            return torch.nn.functional.interpolate(
+                x, size=self.size, scale_factor=self.scale, mode=mode, align_corners=self.align
+            )
+
+    def resize_args(mod: Any, consts: list[Any], named: dict[str, Any]) -> tuple[Any, Any] | None:
+        """(sizes, scales) of the spatial dims, or None where onnx2torch would refuse."""
+        pos = dict(zip(("roi", "scales", "sizes"), consts, strict=False)) | named
+        roi, scales, sizes = (pos.get(k) for k in ("roi", "scales", "sizes"))
+        if roi is not None and roi.nelement() and not mod.ignore_roi:
+            return None
+        if sizes is not None and sizes.nelement():
+            return [int(v) for v in sizes.tolist()[2:]], None
+        if scales is not None and scales.nelement() and scales.tolist()[:2] == [1, 1]:
+            return None, [float(v) for v in scales.tolist()[2:]]
+        return None
+
     def const(arg: Any) -> Any:
         if arg is None:
             return None
@@ -134,6 +158,7 @@ def _fold_constant_reshapes(gm: Any) -> None:
         mod = gm.get_submodule(node.target)
         try:
             consts = [const(a) for a in node.args[1:]]
+            named = {k: const(v) for k, v in node.kwargs.items()}
         except LookupError:
             continue
         if isinstance(mod, OnnxReshape):
@@ -156,6 +181,11 @@ def _fold_constant_reshapes(gm: Any) -> None:
             sizes = [int(v) for v in consts[0].tolist()]
             name = node.target.replace(".", "_") + "_static"
             gm.add_submodule(name, OnnxSplit(mod.num_splits, mod.axis, sizes))
+            with gm.graph.inserting_before(node):
+                new = gm.graph.call_module(name, (node.args[0],))
+        elif isinstance(mod, OnnxResize) and (args := resize_args(mod, consts, named)) is not None:
+            name = node.target.replace(".", "_") + "_static"
+            gm.add_submodule(name, StaticResize(mod.onnx_mode, mod.align_corners, *args))
             with gm.graph.inserting_before(node):
                 new = gm.graph.call_module(name, (node.args[0],))
         elif isinstance(mod, OnnxSlice):

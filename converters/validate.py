@@ -15,10 +15,21 @@ An output passes when ``rel <= rtol`` or ``abs <= atol``. Tolerances per precisi
   float32 round-off accumulated over a few dozen layers stays ~1e-6..1e-5 of the range.
 * fp16 (1e-2): fp16 has a 2^-11 (~4.9e-4) unit round-off; weights (and on some backends
   activations) rounded to fp16 through tens of layers accumulate to ~1e-3..5e-3.
-* int8 dynamic range (1e-1): weights are int8 per channel (step = range/255) and activations
-  are quantized per tensor on the fly, so each layer adds ~0.5-1% noise; on random-weight
-  networks that compounds to a few % of the output range. 10% still catches real breakage
-  (wrong layout, wrong op, swapped outputs give errors of order 100% of the range).
+* int8 is judged by SQNR instead (``converters.metrics``), over ``SAMPLES["int8"]`` (8)
+  seeded inputs: every output needs ``SQNR >= INT8_MIN_SQNR_DB`` (15 dB: error RMS below
+  18% of the output's RMS). Quantization error scales with the output's range, so a fixed
+  absolute tolerance failed sound artifacts with large outputs (the bench MobileNetV2 layout
+  at 96 px, width 0.35: max abs 0.7-0.8, max rel 0.11-0.14 from ONNX and from .pt2, at SQNR
+  19.7 / 20.3 dB) and passed anything on a net whose outputs are tiny (1e-9 logits).
+  Measured (docs/conversions.md): sound artifacts score 16-75 dB (TFLite dynamic-range int8
+  >= 35 dB on the zoo; ExecuTorch static int8 16-20 dB on ViT/DeiT); broken ones -5..10 dB
+  (another seed's weights) and -1.5..6 dB (H/W swapped or BGR input) wherever the output
+  depends on the input. Top-1 agreement is reported, not decisive: with random weights the
+  top logits are near ties (a 42 dB artifact agreed on 6 of 8 inputs) or input-independent
+  (anything keeping the bias agrees on all).
+
+Beside the errors every output gets PSNR (as Qualcomm AI Hub's inference jobs report it),
+SQNR and, for 2-D class scores, top-1 agreement; the record keeps the lowest of each.
 """
 
 from __future__ import annotations
@@ -43,7 +54,7 @@ TOLERANCES: dict[str, dict[str, float]] = {
     "int8": {"rtol": 1e-1, "atol": 1e-1},
 }
 # int8 is judged by SQNR, not by abs/rel error (see the module docstring).
-INT8_MIN_SQNR_DB = 20.0
+INT8_MIN_SQNR_DB = 15.0
 SAMPLES: dict[str, int] = {"int8": 8}  # seeded inputs per validation (others: 1)
 PASS_RULES: dict[str, str] = {
     "fp32": f"max rel err <= {TOLERANCES['fp32']['rtol']:g} or max abs err <= {TOLERANCES['fp32']['atol']:g}",
@@ -220,6 +231,17 @@ def validate(
             if same
             else compare(r_all[0], g_all[0], art.precision)
         )
+        if same and n_samples > 1 and rec["sqnr_db"] is not None:
+            # What an artifact that ignored its input would score: the reference against
+            # itself on the next seeded input. Random-weight nets often sit at 50+ dB here.
+            rec["sqnr_across_inputs_db"] = sqnr_db(_joined(r_all[:-1]), _joined(r_all[1:]))
+            if rec["sqnr_db"] <= rec["sqnr_across_inputs_db"]:
+                notes.append(
+                    f"{entry['source_name']}: the reference's outputs for different inputs are "
+                    f"{rec['sqnr_across_inputs_db']:.0f} dB apart, the artifact's "
+                    f"{rec['sqnr_db']:.0f} dB from them: on this model the check cannot tell an "
+                    "artifact that ignores its input (random weights?)"
+                )
         per_output.append({"name": entry["source_name"], **rec})
     if len(got) != len(ref):
         notes.append(f"artifact has {len(got)} outputs, reference {len(ref)}")

@@ -19,6 +19,7 @@ from converters.zoo_attention import DeiTTiny, EncoderLayer, MobileViTTiny, Swin
 from converters.zoo_convnets import (
     ConvNeXtTiny,
     GhostNetTiny,
+    MobileNetV2Like,
     MobileOneTiny,
     RegNetTiny,
     YoloTiny,
@@ -229,6 +230,7 @@ MODELS: dict[str, ZooModel] = {
         ZooModel("ghostnet", GhostNetTiny, {"x": (1, 3, 64, 64)}),
         ZooModel("mobileone", MobileOneTiny, {"x": (1, 3, 64, 64)}),
         ZooModel("yolo", YoloTiny, {"x": (1, 3, 64, 64)}),
+        ZooModel("mobilenet_v2_like", MobileNetV2Like, {"x": (1, 3, 96, 96)}),
     ]
 }
 # One model per architecture family, for the coverage matrix (docs/conversions.md).
@@ -245,6 +247,7 @@ FAMILIES: dict[str, str] = {
     "ghostnet": "GhostNet",
     "mobileone": "MobileOne (re-parameterised)",
     "yolo": "YOLO-style detector",
+    "mobilenet_v2_like": "MobileNetV2 (full layout, BN folded, 96 px)",
 }
 
 

@@ -11,6 +11,7 @@ concatenated over scales). Attention models are in ``converters.zoo_attention``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -309,3 +310,48 @@ class YoloTiny(nn.Module):
             b = feat.shape[0]
             outs.append(torch.cat([box(feat), cls(feat).sigmoid()], 1).view(b, self.no, -1))
         return torch.cat(outs, 2)
+
+
+# -- the bench MobileNetV2 layout ---------------------------------------------------------
+class MobileNetV2Like(nn.Module):
+    """``bench.models.mobilenet_v2_like`` in torch: the full MobileNetV2 layout (17 inverted
+    residuals, ReLU6, BatchNorm folded into biased convs, He-normal weights). Deep, without
+    normalisation and random: its int8 error is larger than the small zoo nets' (the case
+    int8 validation is judged by SQNR for)."""
+
+    def __init__(self, width: float = 0.35, classes: int = 100) -> None:
+        super().__init__()
+
+        def ch(c: float) -> int:
+            return max(8, int(c * width + 4) // 8 * 8)
+
+        def conv(cin: int, cout: int, k: int, s: int = 1, g: int = 1, act: bool = True) -> Any:
+            layer = nn.Conv2d(cin, cout, k, s, k // 2, groups=g)
+            with torch.no_grad():
+                layer.weight.normal_(0.0, math.sqrt(2.0 / (cin // g * k * k)))
+                layer.bias.normal_(0.0, 0.01)
+            return nn.Sequential(layer, nn.ReLU6()) if act else layer
+
+        self.stem = conv(3, ch(32), 3, 2)
+        cin, blocks, self.residual = ch(32), [], []
+        cfg = [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2)]
+        for t, c, n, s in [*cfg, (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
+            for i in range(n):
+                stride, hidden = (s if i == 0 else 1), cin * t
+                body = [conv(cin, hidden, 1)] if t != 1 else []
+                body += [conv(hidden, hidden, 3, stride, hidden), conv(hidden, ch(c), 1, act=False)]
+                blocks.append(nn.Sequential(*body))
+                self.residual.append(stride == 1 and cin == ch(c))
+                cin = ch(c)
+        self.blocks = nn.ModuleList(blocks)
+        self.last = conv(cin, 1280, 1)
+        self.fc = nn.Linear(1280, classes)
+        with torch.no_grad():
+            self.fc.weight.normal_(0.0, math.sqrt(1.0 / 1280))
+            self.fc.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block, residual in zip(self.blocks, self.residual, strict=True):
+            x = x + block(x) if residual else block(x)
+        return self.fc(self.last(x).mean(dim=(2, 3)))

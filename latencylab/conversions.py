@@ -106,8 +106,8 @@ class ConversionOutcome(_Model):
     """What a converter worker reports for a conversion job."""
 
     status: Literal["succeeded", "failed"]
-    artifact_sha256: str | None = None
-    artifact_format: str | None = None
+    artifact_sha256: str | None = Field(None, max_length=64)
+    artifact_format: str | None = Field(None, max_length=32)
     artifact_metadata: dict[str, Any] = Field(default_factory=dict)
     validation: Validation | None = None
     error: ConversionError | None = None

@@ -289,7 +289,9 @@ class MeasureResult(_Model):
     latency_ms: LatencyStats | None = None
     runs: int = 0
     stop_reason: str | None = Field(
-        None, description="ci_converged | max_duration | max_runs: which rule ended steady state"
+        None,
+        max_length=32,
+        description="ci_converged | max_duration | max_runs: which rule ended steady state",
     )
     steady_duration_s: float | None = None
     load_ms: float | None = None
