@@ -39,7 +39,14 @@ TENSORRT_SKIP = (
 )
 GROUP_TIMEOUT_S = 3600
 COLUMN_ORDER = ("onnx", "tflite", "openvino", "coreml", "executorch", "tensorrt")
-PACKAGES = ("torch", "onnx", "onnxruntime", "onnxsim", "onnx2torch", "litert-torch")
+PACKAGES: tuple[str, ...] = (
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxsim",
+    "onnx2torch",
+    "litert-torch",
+)
 PACKAGES += ("ai-edge-litert", "openvino", "coremltools", "executorch")
 
 
@@ -304,7 +311,8 @@ def main(argv: list[str] | None = None) -> None:
             fh.write(json.dumps(row, default=str) + "\n")
             fh.flush()
 
-        run_group(*args.group, args.workdir, emit)
+        model, source = args.group
+        run_group(model, source, args.workdir, emit)
 
 
 if __name__ == "__main__":

@@ -60,6 +60,8 @@ class DeiTTiny(nn.Module):
 
 # -- Swin ---------------------------------------------------------------------------------
 class WindowAttention(nn.Module):
+    bias_index: torch.Tensor
+
     def __init__(self, dim: int, window: int, heads: int) -> None:
         super().__init__()
         self.heads, self.scale = heads, (dim // heads) ** -0.5

@@ -200,19 +200,25 @@ class MobileOneBlock(nn.Module):
         t = (norm.weight / std).reshape(-1, 1, 1, 1)
         return weight * t, norm.bias - norm.running_mean * norm.weight / std
 
+    @staticmethod
+    def _parts(branch: nn.Module) -> tuple[torch.Tensor, nn.BatchNorm2d]:
+        assert isinstance(branch, nn.Sequential)
+        conv, norm = branch[0], branch[1]
+        assert isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)
+        return conv.weight, norm
+
     @torch.no_grad()
     def reparameterize(self) -> None:
-        first = self.convs[0][0]
-        assert isinstance(first, nn.Conv2d)
-        cout, cin_g = first.weight.shape[:2]
-        kernel = torch.zeros_like(first.weight)
+        first, _ = self._parts(self.convs[0])
+        cout, cin_g = first.shape[:2]
+        kernel = torch.zeros_like(first)
         bias = torch.zeros(cout)
-        branches = [(c[0].weight, c[1]) for c in self.convs]
+        branches = [self._parts(c) for c in self.convs]
         if self.scale is not None:
-            pad = self.k // 2
-            branches.append((F.pad(self.scale[0].weight, [pad] * 4), self.scale[1]))
+            w, norm = self._parts(self.scale)
+            branches.append((F.pad(w, [self.k // 2] * 4), norm))
         if self.skip is not None:
-            ident = torch.zeros_like(first.weight)
+            ident = torch.zeros_like(first)
             for i in range(cout):
                 ident[i, i % cin_g, self.k // 2, self.k // 2] = 1.0
             branches.append((ident, self.skip))
@@ -327,6 +333,7 @@ class MobileNetV2Like(nn.Module):
 
         def conv(cin: int, cout: int, k: int, s: int = 1, g: int = 1, act: bool = True) -> Any:
             layer = nn.Conv2d(cin, cout, k, s, k // 2, groups=g)
+            assert layer.bias is not None
             with torch.no_grad():
                 layer.weight.normal_(0.0, math.sqrt(2.0 / (cin // g * k * k)))
                 layer.bias.normal_(0.0, 0.01)

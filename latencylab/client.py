@@ -65,6 +65,31 @@ class LatencyLabError(RuntimeError):
         self.token = token
 
 
+class RetryOverload(httpx.HTTPTransport):
+    """Reads (GET/HEAD) answered 503 are retried after the coordinator's Retry-After (capped,
+    a few times): 503 means "overloaded, nothing changed, try again" (docs/agents.md)."""
+
+    TRIES = 4
+    MAX_WAIT_S = 10.0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(self.TRIES):
+            response = super().handle_request(request)
+            if (
+                response.status_code != 503
+                or request.method not in ("GET", "HEAD")
+                or attempt == self.TRIES - 1
+            ):
+                return response
+            try:
+                wait = float(response.headers.get("Retry-After", "1"))
+            except ValueError:
+                wait = 1.0
+            response.close()
+            time.sleep(min(max(wait, 0.1), self.MAX_WAIT_S))
+        raise AssertionError("unreachable")
+
+
 class Client:
     """Talk to a LatencyLab coordinator.
 
@@ -80,7 +105,12 @@ class Client:
         self.server = (server or cfg.resolved_server).rstrip("/")
         token, self.token_origin = cfg.find_token(token)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=self.server + "/api/v1", headers=headers, timeout=timeout)
+        self.http = httpx.Client(
+            base_url=self.server + "/api/v1",
+            headers=headers,
+            timeout=timeout,
+            transport=RetryOverload(),
+        )
 
     def __enter__(self) -> Client:
         return self

@@ -58,12 +58,12 @@ class Validation(_Model):
     tolerance: dict[str, float] | None = None
     sqnr_db: float | None = Field(
         None,
-        description="Signal-to-quantization-noise ratio, 10·log10(Σref² / Σ(ref−out)²) in dB, "
+        description="Signal-to-quantization-noise ratio, 10·log10(Σref² / Σ(ref-out)²) in dB, "
         "lowest over the outputs; int8 passes on it (200 = identical)",
     )
     psnr_db: float | None = Field(
         None,
-        description="Peak signal-to-noise ratio, 10·log10(max|ref|² / mean((ref−out)²)) in dB, "
+        description="Peak signal-to-noise ratio, 10·log10(max|ref|² / mean((ref-out)²)) in dB, "
         "lowest over the outputs (as Qualcomm AI Hub's inference jobs report it)",
     )
     top1_agreement: float | None = Field(

@@ -593,7 +593,7 @@ def test_tables_page_builds_a_real_table(server: Live, context: Any) -> None:
 
     # Live progress from polling: the bar moves, through both phases, up to done.
     seen: list[tuple[str, int, int]] = []
-    deadline = time.monotonic() + 150
+    deadline = time.monotonic() + 400  # a guard: 108 blocks, slower on a busy host
     while True:
         bar = page.locator("#table-progress .progress-row")
         state = page.get_attribute("#table-progress", "data-status") or ""

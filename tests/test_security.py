@@ -101,7 +101,7 @@ def test_the_delegate_attack_runs_nothing(
 
     tfl = _tflite_model(live, model_files)
     with live.http(live.user_token) as c:
-        before = len(c.get("/benchmarks", params={"limit": 500}).json())
+        before = len(c.get("/benchmarks", params={"model_id": tfl}).json())
         for options, key in (
             ({"delegate": str(lib)}, "delegate"),
             ({"delegate": "gpu", "delegate_library": str(lib)}, "delegate_library"),
@@ -118,7 +118,7 @@ def test_the_delegate_attack_runs_nothing(
             )
             assert r.status_code == 422, r.text
             assert key in r.text and "tflite options" in r.text
-        assert len(c.get("/benchmarks", params={"limit": 500}).json()) == before  # none queued
+        assert len(c.get("/benchmarks", params={"model_id": tfl}).json()) == before  # none queued
     assert not marker.exists(), marker.read_text()
 
 

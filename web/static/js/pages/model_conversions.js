@@ -28,7 +28,8 @@ function fmtErr(v) {
 function validation(v) {
   if (!v) return "–";
   const verdict = v.passed === true ? h("span", { class: "ok" }, "passed") : v.passed === false ? h("span", { class: "bad" }, "FAILED") : h("span", { class: "muted" }, "not run");
-  return h("span", {}, verdict, ` abs ${fmtErr(v.max_abs_err)} · rel ${fmtErr(v.max_rel_err)}`, v.note ? h("div", { class: "muted" }, v.note) : null);
+  const sqnr = v.sqnr_db === null || v.sqnr_db === undefined ? "" : ` · SQNR ${Number(v.sqnr_db).toFixed(1)} dB`;
+  return h("span", {}, verdict, ` abs ${fmtErr(v.max_abs_err)} · rel ${fmtErr(v.max_rel_err)}${sqnr}`, v.note ? h("div", { class: "muted" }, v.note) : null);
 }
 
 export async function conversionsView(el, modelId) {
