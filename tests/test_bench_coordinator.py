@@ -9,8 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from bench.coordinator import RunConfig, lease_overlaps, run_one, table
+from bench.coordinator import RunConfig, run_one
 from bench.coordinator_env import NotLoopback, private_postgres
+from bench.coordinator_report import lease_overlaps, table
 from bench.fleet_sim import LeaseEvent, ReportEvent
 from tests.conftest import PG_URL
 
