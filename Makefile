@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Runtimes this machine can run (TensorRT needs an NVIDIA host; CoreML predicts only on macOS).
-EXTRAS ?= server,s3,agent,onnxruntime,tflite,openvino,coreml,torch,executorch,convert,dev
+EXTRAS ?= server,s3,agent,onnxruntime,tflite,openvino,coreml,torch,executorch,convert,predict,dev
 # litert-torch (PyTorch -> TFLite) and its own pins, installed without their dependency
 # resolution (they would downgrade typing-extensions/pydantic); versions in constraints.txt.
 # executorch too: its declared requirements pull LLM tooling whose antlr4 pin conflicts with

@@ -338,15 +338,17 @@ async def drive_fleet(
     agents: list[SimAgent],
     attributes: dict[str, Any],
     timeout_s: float,
-    settled: Callable[[], bool],
+    settled: Callable[[], bool] | None = None,
 ) -> bool:
     """Run every agent's job loop and heartbeats until all jobs are reported or otherwise
-    ended (``settled``) or ``timeout_s`` passes; False when the run timed out (collapsed)."""
+    ended (``settled``, when given: a read of the database) or ``timeout_s`` passes; False
+    when the run timed out (collapsed)."""
     started = time.perf_counter_ns()
     live = [a for a in agents if a.device_id is not None]
     tasks = [asyncio.create_task(a.work(attributes)) for a in live]
     tasks += [asyncio.create_task(a.heartbeats()) for a in live]
-    tasks.append(asyncio.create_task(_watch(fleet, settled)))
+    if settled is not None:
+        tasks.append(asyncio.create_task(_watch(fleet, settled)))
     progress = asyncio.create_task(_progress(fleet, started))
     workers = asyncio.gather(*tasks[: len(live)], return_exceptions=True)
     done_in_time = True
