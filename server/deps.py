@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Annotated
@@ -24,7 +24,8 @@ from server.config import Settings
 from server.errors import ApiError
 from server.queue.kinds import Clock, JobContext, JobKinds
 from server.queue.signal import QueueSignal
-from server.store.tokens import lookup_token
+from server.queue.statements import TOKEN_BY_HASH
+from server.security import hash_token
 
 log = logging.getLogger("latencylab.server")
 
@@ -122,7 +123,8 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
 
     try:
         yield session
-        await end(session.commit)
+        if session.in_transaction():  # the agent routes commit themselves: no hop then
+            await end(session.commit)
     except (OperationalError, PoolTimeout) as exc:
         await end(partial(_rollback, session))
         raise database_error(exc, state.settings.retry_after_s) from exc
@@ -130,7 +132,10 @@ async def get_session(request: Request, state: StateDep) -> AsyncIterator[Sessio
         await end(partial(_rollback, session))
         raise
     finally:
-        await end(session.close)
+        if session.in_transaction():
+            await end(session.close)
+        else:  # no transaction, no connection: closing is bookkeeping, not I/O
+            session.close()
 
 
 def _rollback(session: Session) -> None:
@@ -145,29 +150,45 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 _bearer = HTTPBearer(auto_error=False, description="An API token: Authorization: Bearer <token>")
 
 
-def get_token(
-    session: SessionDep,
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+def _missing() -> ApiError:
+    return ApiError(
+        status.HTTP_401_UNAUTHORIZED,
+        ErrorCode.token_missing,
+        "missing bearer token: send 'Authorization: Bearer <token>'",
+        headers=_CHALLENGE,
+    )
+
+
+async def bearer_secret(
     creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> ApiToken:
-    """The caller's active token: 401 ``token_missing`` without one, ``token_invalid`` for a
-    token never issued, ``token_revoked`` for a revoked one (checked on every request)."""
-    challenge = {"WWW-Authenticate": "Bearer"}
+) -> str:
+    """The bearer secret the caller sent (no database): 401 ``token_missing`` without one.
+    For routes that look the token up themselves, in their own transaction (``authorize``)."""
     if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
-        raise ApiError(
-            status.HTTP_401_UNAUTHORIZED,
-            ErrorCode.token_missing,
-            "missing bearer token: send 'Authorization: Bearer <token>'",
-            headers=challenge,
-        )
-    session.connection(execution_options={READ_ONLY: True})  # a read: no SQLite write lock
-    token = lookup_token(session, creds.credentials)
+        raise _missing()
+    return creds.credentials
+
+
+def authorize(session: Session, plain: str, scopes: tuple[str, ...]) -> ApiToken:
+    """The active token of ``plain`` admitted to ``scopes`` (admin always is): one indexed
+    read in the caller's transaction, then ``admit``."""
+    return admit(session.scalar(TOKEN_BY_HASH, {"p_hash": hash_token(plain)}), scopes)
+
+
+def admit(token: ApiToken | None, scopes: tuple[str, ...]) -> ApiToken:
+    """``token`` (the row of the secret sent, or None) if it may call a route of ``scopes``:
+    401 ``token_invalid`` for a token never issued, ``token_revoked`` for a revoked one
+    (checked on every request), 403 for another scope."""
     if token is None:
         raise ApiError(
             status.HTTP_401_UNAUTHORIZED,
             ErrorCode.token_invalid,
             "unknown token: it was never issued by this coordinator (check for a typo or a "
             "token of another server)",
-            headers=challenge,
+            headers=_CHALLENGE,
         )
     if token.revoked_at is not None:
         raise ApiError(
@@ -175,18 +196,37 @@ def get_token(
             ErrorCode.token_revoked,
             f"token {token.id} ('{token.name}') was revoked at "
             f"{token.revoked_at.isoformat(timespec='seconds')}Z; ask an admin for a new one",
-            headers=challenge,
+            headers=_CHALLENGE,
         )
+    if token.scope != "admin" and token.scope not in scopes:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            f"this route needs a token with scope {' or '.join(scopes) or 'admin'}; "
+            f"yours has scope '{token.scope}'",
+        )
+    return token
+
+
+def get_token(
+    session: SessionDep,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiToken:
+    """The caller's active token: 401 ``token_missing`` without one, ``token_invalid`` for a
+    token never issued, ``token_revoked`` for a revoked one (checked on every request)."""
+    if creds is None or creds.scheme.lower() != "bearer" or not creds.credentials:
+        raise _missing()
+    session.connection(execution_options={READ_ONLY: True})  # a read: no SQLite write lock
+    token = authorize(session, creds.credentials, ("admin", "user", "agent"))
     # The lookup is a transaction of its own: a route that streams an upload or long-polls
     # next holds no connection (and, on SQLite, no write lock) meanwhile.
     session.commit()
     return token
 
 
-def require(*scopes: str) -> Callable[[ApiToken], ApiToken]:
+def require(*scopes: str) -> Callable[[ApiToken], Awaitable[ApiToken]]:
     """A dependency that admits tokens of the given scopes (admin is always admitted)."""
 
-    def check(token: Annotated[ApiToken, Depends(get_token)]) -> ApiToken:
+    async def check(token: Annotated[ApiToken, Depends(get_token)]) -> ApiToken:
         if token.scope != "admin" and token.scope not in scopes:
             raise HTTPException(
                 status.HTTP_403_FORBIDDEN,
@@ -202,3 +242,8 @@ AnyToken = Annotated[ApiToken, Depends(get_token)]
 CurrentUser = Annotated[ApiToken, Depends(require("user"))]
 CurrentAgent = Annotated[ApiToken, Depends(require("agent"))]
 CurrentAdmin = Annotated[ApiToken, Depends(require())]
+AgentSecret = Annotated[str, Depends(bearer_secret)]
+"""An agent route's bearer secret, checked by the route (``authorize`` / ``admit``) in the
+transaction of its own work: one database transaction and one thread per request on the
+agent hot path (lease, heartbeat, report)."""
+AGENT = ("agent",)

@@ -32,6 +32,11 @@ WORKER_STARTUP_S = 120
 hung. A spawned worker answers only once it has imported the app (the factory's pickle names
 ``server.app``), which takes seconds, and far longer on a loaded host: uvicorn's 5 s default
 would kill and respawn workers in a loop there."""
+KEEP_ALIVE_S = 75
+"""How long an idle HTTP keep-alive connection stays open (uvicorn's default is 5 s). Agents
+heartbeat every 5 s on one connection: with a 5 s timeout the server closes it just as the
+next heartbeat is sent, and the agent sees a transport error (ReadError) for a request that
+never arrived. 75 s is nginx's own keep-alive default."""
 GRACEFUL_SHUTDOWN_S = 10
 """On SIGTERM, requests in flight get this long; then their connections close (a long-poll
 lease ends early: its agent retries, against another process when there is one)."""
@@ -166,6 +171,7 @@ def run_uvicorn(settings: Settings) -> None:
             port=settings.port,
             log_level="info",
             access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_S,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         )
         return
@@ -177,6 +183,7 @@ def run_uvicorn(settings: Settings) -> None:
         workers=settings.workers,
         log_level="info",
         access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
         timeout_worker_healthcheck=WORKER_STARTUP_S,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
     )

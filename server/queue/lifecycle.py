@@ -29,10 +29,12 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from db.models import Device, Job, Result
 from latencylab.status import JobStatus
+from server.queue import statements as sql
 from server.queue import terms
 from server.queue.kinds import JobContext
 
@@ -74,9 +76,11 @@ def holds(session: Session, device: Device, job_id: int) -> Job:
 
 
 def _seen(ctx: JobContext, device: Device) -> None:
-    """Mark the device seen: always the first row a device's transition locks."""
-    device.last_seen = ctx.now()
-    ctx.session.flush()
+    """Mark the device seen: always the first row a device's transition locks (one UPDATE,
+    no unit-of-work flush; the loaded object gets the value as if it had been loaded so)."""
+    now = ctx.now()
+    ctx.session.execute(sql.SEEN, {"p_device": device.id, "p_now": now})
+    set_committed_value(device, "last_seen", now)
 
 
 # ------------------------------------------------------------------ enqueue
@@ -135,59 +139,29 @@ def lease(ctx: JobContext, device: Device) -> Job | None:
     ``LeaseConflict`` (checked first for the message, enforced by the unique index)."""
     session, now = ctx.session, ctx.now()
     _seen(ctx, device)
-    held = session.scalar(select(Job.id).where(held_by(device.id)))
+    held = session.scalar(sql.HELD_JOB, {"p_device": device.id})
     if held is not None:
         raise LeaseConflict(f"device '{device.name}' already holds job {held}; report it first")
-    j = aliased(Job)
-    pick = (
-        select(j.id)
-        .where(
-            j.status == JobStatus.queued,
-            j.attempts < j.max_attempts,
-            terms.takeable(device.id, j.queue_key_id),
-        )
-        .order_by(j.id)
-        .limit(1)
-        .with_for_update(skip_locked=True, of=j)
-        .scalar_subquery()
-    )
-    claim = (
-        update(Job)
-        .where(Job.id == pick, Job.status == JobStatus.queued)
-        .values(
-            status=JobStatus.running,
-            device_id=device.id,
-            attempts=Job.attempts + 1,
-            lease_expires_at=now + timedelta(seconds=ctx.settings.lease_s),
-            started_at=now,
-            progress={"phase": "leased"},
-        )
-        .returning(Job.id)
-        .execution_options(synchronize_session=False)
-    )
-    try:
-        with session.begin_nested():
-            job_id = session.scalar(claim)
+    params = {
+        "p_device": device.id,
+        "p_now": now,
+        "p_expires": now + timedelta(seconds=ctx.settings.lease_s),
+    }
+    try:  # no savepoint: a conflict ends the whole transaction (the caller rolls back)
+        job = session.scalars(sql.LEASE, params).one_or_none()
     except IntegrityError as exc:  # a concurrent lease of this device won: one job each
         raise LeaseConflict(
             f"device '{device.name}' leased another job at the same moment; report it first"
         ) from exc
-    if job_id is None:
+    if job is None:
         return None
-    job = session.get(Job, job_id, populate_existing=True)
-    assert job is not None
     ctx.kinds[job.kind].on_leased(ctx, job)
     return job
 
 
 def has_work(session: Session, device_id: int) -> bool:
     """Whether a queued job exists that ``device_id`` may take (a cheap read)."""
-    q = select(Job.id).where(
-        Job.status == JobStatus.queued,
-        Job.attempts < Job.max_attempts,
-        terms.takeable(device_id, Job.queue_key_id),
-    )
-    return session.scalar(q.limit(1)) is not None
+    return session.scalar(sql.HAS_WORK, {"p_device": device_id}) is not None
 
 
 def heartbeat(ctx: JobContext, device: Device, job_id: int | None, progress: dict) -> None:
@@ -196,18 +170,15 @@ def heartbeat(ctx: JobContext, device: Device, job_id: int | None, progress: dic
     _seen(ctx, device)
     if job_id is None:
         return
-    values: dict[str, Any] = {
-        "lease_expires_at": ctx.now() + timedelta(seconds=ctx.settings.lease_s)
+    params: dict[str, Any] = {
+        "p_job": job_id,
+        "p_device": device.id,
+        "p_expires": ctx.now() + timedelta(seconds=ctx.settings.lease_s),
     }
+    stmt = sql.EXTEND
     if progress:
-        values["progress"] = dict(progress)
-    res = ctx.session.execute(
-        update(Job)
-        .where(Job.id == job_id, held_by(device.id))
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    if not _changed(res):
+        stmt, params["p_progress"] = sql.EXTEND_WITH_PROGRESS, dict(progress)
+    if not _changed(ctx.session.execute(stmt, params)):
         raise LeaseLost(
             f"job {job_id} is not held by device '{device.name}' (its lease expired, or it was "
             "requeued or finished); drop it"
@@ -227,25 +198,19 @@ def finish(
     the report carries (a result row) in the same transaction, before the kind's hook runs.
     ``LeaseLost`` if the device does not hold the job (nothing is changed)."""
     _seen(ctx, device)
-    res = ctx.session.execute(
-        update(Job)
-        .where(Job.id == job_id, held_by(device.id))
-        .values(
-            status=JobStatus.succeeded if ok else JobStatus.failed,
-            error=error,
-            finished_at=ctx.now(),
-            lease_expires_at=None,
-            progress={"phase": "done"},
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if not _changed(res):
+    params = {
+        "p_job": job_id,
+        "p_device": device.id,
+        "p_status": JobStatus.succeeded if ok else JobStatus.failed,
+        "p_error": error,
+        "p_now": ctx.now(),
+    }
+    job = ctx.session.scalars(sql.FINISH, params).one_or_none()
+    if job is None:
         raise LeaseLost(
             f"job {job_id} is not held by device '{device.name}' (its lease expired or it was "
             "requeued); nothing was stored"
         )
-    job = ctx.session.get(Job, job_id, populate_existing=True)
-    assert job is not None
     result = attach(job) if attach is not None else None
     ctx.kinds[job.kind].on_finished(ctx, job, result)
     return job, result

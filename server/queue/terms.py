@@ -138,8 +138,9 @@ def queue_key(session: Session, selector: str, runtime: str) -> int:
         return existing
 
 
-def eligible_keys(device_id: int) -> Any:
-    """The queue keys whose every term ``device_id`` offers (a subquery of key ids)."""
+def eligible_keys(device_id: int | ColumnElement[int]) -> Any:
+    """The queue keys whose every term ``device_id`` (a value or a bound parameter) offers
+    (a subquery of key ids)."""
     missing = exists().where(
         QueueKeyTerm.queue_key_id == QueueKey.id,
         ~exists().where(
@@ -151,6 +152,6 @@ def eligible_keys(device_id: int) -> Any:
     return select(QueueKey.id).where(~missing)
 
 
-def takeable(device_id: int, key_column: Any) -> ColumnElement[bool]:
+def takeable(device_id: int | ColumnElement[int], key_column: Any) -> ColumnElement[bool]:
     """``key_column`` (a jobs.queue_key_id) names a key ``device_id`` may take."""
     return and_(key_column.is_not(None), key_column.in_(eligible_keys(device_id)))

@@ -20,10 +20,20 @@ from latencylab.schemas import (
     ResultPublic,
 )
 from server.artifacts import UploadTooLarge
-from server.deps import AppState, CurrentAgent, SessionDep, StateDep, commit
+from server.deps import (
+    AGENT,
+    AgentSecret,
+    AppState,
+    CurrentAgent,
+    SessionDep,
+    StateDep,
+    admit,
+    commit,
+)
 from server.errors import ApiError
 from server.openapi import AUTH, errors
 from server.queue import lifecycle
+from server.security import hash_token
 from server.store import artifacts as artifact_store
 from server.store import benchmarks as bench_store
 from server.store import bindings
@@ -38,7 +48,17 @@ router = APIRouter(prefix="/agents", tags=["agents"], responses=AUTH)
 def _own_device(session: SessionDep, device_id: int, token: ApiToken) -> Device:
     """The caller's device: 404 ``device_not_registered`` if the coordinator does not know it
     (register again), 403 ``forbidden`` if it is not bound to this token (any more)."""
-    device = store.get_device(session, device_id)
+    return _bound(store.get_device(session, device_id), device_id, token)
+
+
+def _agent_device(session: Session, device_id: int, secret: str) -> Device:
+    """``_own_device`` for the agent secret sent, with its token checked (``admit``): the
+    token and the device in one read, in the request's transaction."""
+    token, device = store.token_and_device(session, hash_token(secret), device_id)
+    return _bound(device, device_id, admit(token, AGENT))
+
+
+def _bound(device: Device | None, device_id: int, token: ApiToken) -> Device:
     if device is None:
         raise ApiError(
             404,
@@ -88,11 +108,11 @@ def register(
 
 @router.post("/{device_id}/heartbeat", responses=errors(400, 404, 409, 422, 503))
 def heartbeat(
-    device_id: Id, body: Heartbeat, session: SessionDep, state: StateDep, token: CurrentAgent
+    device_id: Id, body: Heartbeat, session: SessionDep, state: StateDep, secret: AgentSecret
 ) -> dict[str, bool]:
     """Keep the device online and its job's lease alive. 409 ``lease_lost``: the job is no
     longer this device's (lease expired, requeued, finished); abandon it."""
-    device = _own_device(session, device_id, token)
+    device = _agent_device(session, device_id, secret)
     try:
         lifecycle.heartbeat(state.context(session), device, body.job_id, body.progress)
     except lifecycle.LeaseLost as exc:
@@ -102,11 +122,10 @@ def heartbeat(
     return {"keep": True}
 
 
-def _try_lease(
-    state: AppState, session: Session, device_id: int, token: ApiToken
-) -> LeasedJob | None:
-    """One lease attempt in its own transaction: the answer, or None (nothing for it)."""
-    device = _own_device(session, device_id, token)
+def _try_lease(state: AppState, session: Session, device_id: int, secret: str) -> LeasedJob | None:
+    """One lease attempt in its own transaction (the token checked in it, so a revoked one
+    stops a long-poll too): the answer, or None (nothing for it)."""
+    device = _agent_device(session, device_id, secret)
     ctx = state.context(session)
     try:
         job = lifecycle.lease(ctx, device)
@@ -146,7 +165,7 @@ async def lease(
     request: Request,
     session: SessionDep,
     state: StateDep,
-    token: CurrentAgent,
+    secret: AgentSecret,
     wait_s: WaitS = 0,
 ) -> LeasedJob | Response:
     """Lease the oldest queued job this device can run (one at a time, with an expiring
@@ -156,7 +175,7 @@ async def lease(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait_s, state.settings.lease_wait_max_s)
     seen = state.signal.generation
-    answer = await run_in_threadpool(_try_lease, state, session, device_id, token)
+    answer = await run_in_threadpool(_try_lease, state, session, device_id, secret)
     while answer is None:
         remaining = deadline - loop.time()
         if remaining <= 0:
@@ -168,7 +187,7 @@ async def lease(
         if await request.is_disconnected():  # nobody to hand a job to
             return Response(status_code=status.HTTP_204_NO_CONTENT)
         if await run_in_threadpool(_has_work, state, device_id):
-            answer = await run_in_threadpool(_try_lease, state, session, device_id, token)
+            answer = await run_in_threadpool(_try_lease, state, session, device_id, secret)
     return answer
 
 
@@ -187,11 +206,11 @@ def report(
     response: Response,
     session: SessionDep,
     state: StateDep,
-    token: CurrentAgent,
+    secret: AgentSecret,
 ) -> ResultPublic:
     """Report a job's measurement; repeating a report -- even concurrently -- returns the
     stored result with 200 (idempotent)."""
-    device = _own_device(session, device_id, token)
+    device = _agent_device(session, device_id, secret)
     try:
         row, created = job_store.report_result(state.context(session), device, job_id, body.result)
     except KeyError as exc:
@@ -199,7 +218,6 @@ def report(
     except lifecycle.LeaseLost as exc:
         raise ApiError(409, ErrorCode.lease_lost, str(exc)) from exc
     response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    session.refresh(row)
     answer = bench_store.result_public(row)
     commit(session, state)
     return answer

@@ -12,9 +12,10 @@ from datetime import timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Device, Job, utcnow
+from db.models import ApiToken, Device, Job, utcnow
 from latencylab.schemas import DevicePublic
 from latencylab.status import JobStatus
+from server.queue import statements as sql
 from server.queue.lifecycle import held_by
 from server.queue.terms import (
     COORDINATOR_HOST,
@@ -48,6 +49,18 @@ def list_devices(session: Session) -> list[Device]:
 
 def get_device(session: Session, device_id: int) -> Device | None:
     return session.get(Device, device_id)
+
+
+def token_and_device(
+    session: Session, token_hash: str, device_id: int
+) -> tuple[ApiToken | None, Device | None]:
+    """The token row of ``token_hash`` and device ``device_id`` (each None if unknown), in
+    one read: what every agent request checks first."""
+    params = {"p_hash": token_hash, "p_device": device_id}
+    row = session.execute(sql.TOKEN_AND_DEVICE, params).one_or_none()
+    if row is None:
+        return None, None
+    return row[0], row[1]
 
 
 def queue_depth(session: Session, device_id: int) -> int:

@@ -5,14 +5,17 @@ State transitions are not made here: ``server.queue.lifecycle`` owns them.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import Artifact, Device, Job, Model, Result, ResultSeries
+from db.models import Device, Job, Result, ResultSeries
 from latencylab.schemas import JobPublic, LeasedJob, MeasureResult
 from latencylab.status import JobStatus
 from server.queue import lifecycle
+from server.queue import statements as sql
 from server.queue.kinds import JobContext
 from server.store import quality
 from server.store.devices import can_take
@@ -23,8 +26,8 @@ def stored_result(session: Session, job_id: int) -> Result | None:
     return session.scalar(select(Result).where(Result.job_id == job_id))
 
 
-def _result_row(job: Job, device: Device, result: MeasureResult) -> Result:
-    return Result(
+def _result_values(job: Job, device: Device, result: MeasureResult) -> dict[str, Any]:
+    return dict(
         job_id=job.id,
         benchmark_id=job.benchmark_id,
         device_id=device.id,
@@ -54,8 +57,6 @@ def report_result(
     also one racing the first -- returns the stored row unchanged (``created`` False).
     ``KeyError``: no such job; ``LeaseLost``: the device does not hold it."""
     session = ctx.session
-    if session.get(Job, job_id) is None:
-        raise KeyError(job_id)
 
     def stored() -> Result | None:
         row = stored_result(session, job_id)
@@ -63,29 +64,35 @@ def report_result(
             raise lifecycle.LeaseLost(f"job {job_id} was reported by another device")
         return row
 
-    if (row := stored()) is not None:
-        return row, False
-
     def attach(job: Job) -> Result:
-        row = _result_row(job, device, result)
-        session.add(row)
-        session.flush()
-        session.add(
-            ResultSeries(
-                result_id=row.id,
-                times_ms=list(result.times_ms),
-                warmup_ms=list(result.warmup_ms),
-                profile=[p.model_dump() for p in result.profile],
-            )
-        )
-        session.flush()
+        # INSERT ... RETURNING (no unit-of-work flush): the row comes back as a loaded Result
+        values = [_result_values(job, device, result)]
+        row = session.scalars(insert(Result).returning(Result), values).one()
+        series = {
+            "result_id": row.id,
+            "times_ms": list(result.times_ms),
+            "warmup_ms": list(result.warmup_ms),
+            "profile": [p.model_dump() for p in result.profile],
+        }
+        session.execute(insert(ResultSeries), [series])
         return row
 
+    # The first report is the common case: try the transition at once (the conditional
+    # update admits only the holder); a retry or a stray report is told apart afterwards.
     ok = result.status == JobStatus.succeeded
     try:
-        with session.begin_nested():  # a duplicate that won the race: undo ours, return its
-            _, row = lifecycle.finish(ctx, device, job_id, ok, result.error, attach)
-    except (lifecycle.LeaseLost, IntegrityError):
+        _, row = lifecycle.finish(ctx, device, job_id, ok, result.error, attach)
+    except lifecycle.LeaseLost:
+        if (row := stored()) is not None:  # a retry: the stored result, unchanged
+            return row, False
+        if session.get(Job, job_id) is None:
+            raise KeyError(job_id) from None
+        raise
+    except IntegrityError:
+        # results.job_id is unique: a duplicate report won a race the conditional update
+        # did not see (it cannot on PostgreSQL, where the device row lock orders them).
+        # Nothing of ours stands; answer with the stored result in a fresh transaction.
+        session.rollback()
         if (row := stored()) is not None:
             return row, False
         raise
@@ -131,9 +138,9 @@ def leased(ctx: JobContext, job: Job) -> LeasedJob:
     """The lease answer: the job, its model, the artifact to fetch, and what its kind adds
     (a conversion's task, a converted artifact's metadata)."""
     session = ctx.session
-    model = session.get(Model, job.model_id)
-    assert model is not None and job.lease_expires_at is not None and job.artifact_sha256
-    artifact = session.get(Artifact, job.artifact_sha256)
+    assert job.lease_expires_at is not None and job.artifact_sha256
+    params = {"p_model": job.model_id, "p_sha256": job.artifact_sha256}
+    model, artifact_format = session.execute(sql.LEASED_MODEL, params).one()
     fields = {
         "artifact_metadata": dict(model.artifact_meta or {}),  # e.g. a zipped .mlpackage
         **ctx.kinds[job.kind].lease_extra(ctx, job),
@@ -148,7 +155,7 @@ def leased(ctx: JobContext, job: Job) -> LeasedJob:
         settings=job.settings,
         model=model_public(model),
         artifact_sha256=job.artifact_sha256,
-        artifact_format=artifact.format if artifact else model.format,
+        artifact_format=artifact_format or model.format,
         lease_expires_at=job.lease_expires_at,
         attempt=job.attempts,
         options=job.options or {},

@@ -50,9 +50,7 @@ def _device_terms(row: Any, host: str) -> set[tuple[str, str]]:
         value = attrs[key] if key in attrs else info[key]
         if value is not None:
             terms.add((key, str(value).lower()))
-    return {
-        (k, v) for k, v in terms if 0 < len(k) <= _LEN and 0 < len(v) <= _LEN and "," not in v
-    }
+    return {(k, v) for k, v in terms if 0 < len(k) <= _LEN and 0 < len(v) <= _LEN and "," not in v}
 
 
 def _backfill(conn: sa.Connection) -> None:
@@ -146,9 +144,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("queue_key_id", sa.Integer(), nullable=True))
-        batch_op.create_foreign_key(
-            "fk_jobs_queue_key_id", "queue_keys", ["queue_key_id"], ["id"]
-        )
+        batch_op.create_foreign_key("fk_jobs_queue_key_id", "queue_keys", ["queue_key_id"], ["id"])
     _backfill(op.get_bind())
     op.create_index(
         "uq_jobs_running_device",
