@@ -1,5 +1,7 @@
 """Deployment files: docker-compose.yml against the compose-spec schema (2 coordinator
-replicas behind nginx, PostgreSQL, MinIO, a CPU agent), the proxy config, Dockerfile sources."""
+replicas behind nginx, PostgreSQL, MinIO, a converter worker, a CPU agent), the proxy config, the
+Dockerfile: its sources and the pip steps of each image (deploy/install.sh, dry-run) against the
+Makefile's."""
 
 from __future__ import annotations
 
@@ -125,3 +127,104 @@ def test_compose_agent_command_uses_real_cli_options() -> None:
     agent_part = agent_command.split("exec latencylab agent ")[1]
     for opt in set(re.findall(r"(--[a-z-]+)", agent_part)):
         assert opt in help_text, f"compose uses {opt}, which 'latencylab agent' does not take"
+
+
+def test_compose_converter_command_uses_real_cli_options() -> None:
+    help_text = subprocess.run(
+        [sys.executable, "-m", "latencylab", "converter", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    ).stdout
+    service = _compose()["services"]["converter"]
+    assert service["image"] == _compose()["services"][REPLICAS[0]]["image"]  # the toolchain image
+    command = " ".join(service["command"])
+    assert "--scope agent" in command and "--server http://proxy:8000" in command
+    part = command.split("exec latencylab converter ")[1]
+    for opt in set(re.findall(r"(--[a-z-]+)", part)):
+        assert opt in help_text, f"compose uses {opt}, which 'latencylab converter' does not take"
+
+
+# ------------------------------------------------------------------ images and their extras
+INSTALL = REPO / "deploy" / "install.sh"
+
+
+def _install(extras: str) -> subprocess.CompletedProcess[str]:
+    """deploy/install.sh in dry-run mode: the pip commands it would run, one a line."""
+    env = {"DRY_RUN": "1", "PYTHON": sys.executable, "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        ["bash", str(INSTALL), extras], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+def _makefile() -> tuple[str, list[str]]:
+    """The Makefile's torch pin and its --no-deps group (NODEPS)."""
+    text = (REPO / "Makefile").read_text()
+    torch = re.search(r"pip install -q torch==(\S+)", text)
+    nodeps = re.search(r"^NODEPS\s*:=\s*(.+)$", text, re.M)
+    assert torch and nodeps
+    return torch.group(1), nodeps.group(1).split()
+
+
+def _image_extras() -> dict[str, str]:
+    """image -> EXTRAS, from the compose build args and the Dockerfile's default."""
+    default = re.search(r"^ARG EXTRAS=(\S+)$", (REPO / "Dockerfile").read_text(), re.M)
+    assert default, "the Dockerfile takes no EXTRAS build arg"
+    out = {"Dockerfile default": default.group(1)}
+    for name, service in _compose()["services"].items():
+        build = service.get("build")
+        if isinstance(build, dict):
+            out[service.get("image", name)] = build["args"]["EXTRAS"]
+    return out
+
+
+def test_the_dockerfile_installs_its_extras_through_deploy_install() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert re.search(r'^RUN .*bash deploy/install\.sh "\$\{EXTRAS\}"$', dockerfile, re.M)
+    assert "COPY deploy/install.sh deploy/install.sh" in dockerfile
+    assert re.search(r"^COPY .*constraints\.txt", dockerfile, re.M)
+    images = _image_extras()
+    assert images["Dockerfile default"] == images["latencylab:latest"]  # the coordinator image
+    coordinator = set(images["latencylab:latest"].split(","))
+    assert {"server", "s3", "convert", "executorch"} <= coordinator
+    agent = set(images["latencylab-agent:latest"].split(","))
+    assert {"agent", "onnxruntime", "tflite", "openvino", "torch", "executorch"} <= agent
+    assert "server" not in agent  # an agent image runs no coordinator
+    services = _compose()["services"]
+    assert services["agent-cpu"]["image"] == "latencylab-agent:latest"
+
+
+@pytest.mark.parametrize("image", ["latencylab:latest", "latencylab-agent:latest"])
+def test_image_pip_steps_are_the_makefiles(image: str) -> None:
+    extras = _image_extras()[image]
+    out = _install(extras)
+    assert out.returncode == 0, out.stderr
+    steps = out.stdout.splitlines()
+    torch_pin, nodeps = _makefile()
+    wanted = set(extras.split(","))
+    # torch first, at the Makefile's version, the CPU build (constraints.txt pins +cpu)
+    assert steps[0].endswith(f"-m pip install --index-url https://download.pytorch.org/whl/cpu torch=={torch_pin}")  # fmt: skip
+    assert f"torch=={torch_pin}+cpu" in (REPO / "constraints.txt").read_text().split()
+    assert steps[1].endswith(f"-m pip install -c constraints.txt -e .[{extras}]")
+    group = steps[2].split("--no-deps -c constraints.txt ")[1].split()
+    assert set(group) <= set(nodeps)  # the Makefile's --no-deps group, the part these extras need
+    assert ("executorch" in group) == ("executorch" in wanted)
+    assert ("litert-torch" in group) == ("convert" in wanted)
+    assert (steps[-1] == "bash converters/envs/setup_onnx2tf.sh") == ("convert" in wanted)
+
+
+def test_install_covers_the_whole_makefile_group_and_refuses_unknown_extras() -> None:
+    _, nodeps = _makefile()
+    everything = _install("convert,executorch,dev")
+    assert everything.returncode == 0, everything.stderr
+    group = everything.stdout.splitlines()[2].split("--no-deps -c constraints.txt ")[1].split()
+    assert sorted(group) == sorted(nodeps)  # a name added to the Makefile must be added here
+    plain = _install("agent,onnxruntime")
+    assert plain.returncode == 0 and plain.stdout.splitlines() == [
+        f"{sys.executable} -m pip install -c constraints.txt -e .[agent,onnxruntime]"
+    ]  # no torch, no --no-deps group
+    typo = _install("agent,tflit")
+    assert typo.returncode == 2 and "unknown extra 'tflit'" in typo.stderr
+    assert "tflite" in typo.stderr  # the declared extras are listed

@@ -20,7 +20,13 @@ import pytest
 from agents.android.adb import Adb
 from agents.android.config import AndroidSettings
 from agents.android.energy import METHOD as ENERGY_METHOD
-from agents.android.executorch import RAW_TIMES_NOTE, parse_executor_runner, steady_runs
+from agents.android.executorch import (
+    NO_TRACER_NOTE,
+    PROFILE_NOTE,
+    RAW_TIMES_NOTE,
+    parse_executor_runner,
+    steady_runs,
+)
 from agents.android.measure import PhoneMeasurer
 from latencylab.schemas import MeasureSettings, MeasureSpec
 from tests.conftest import (
@@ -317,6 +323,8 @@ def test_a_phone_runs_a_pte_with_raw_per_run_times(phones: _Phones, pte: Any, tm
     assert "--cpu_threads=2" in env["command"] and env["command"].startswith("taskset ")
     assert r.load_ms is not None and r.load_ms > 0 and r.first_inference_ms is not None
     assert env["power"]["method"] == ENERGY_METHOD  # the battery was sampled around the pass
+    assert r.profile == [] and env["profile_note"] == PROFILE_NOTE  # no profiler build set
+    assert "LATENCYLAB_ANDROID_EXECUTOR_RUNNER_PROFILER" in PROFILE_NOTE
     ran = [c["executor_runner"] for c in phones.calls(FLIP4) if "executor_runner" in c]
     assert ran and all(any(a.startswith("--model_path=") for a in cmd) for cmd in ran)
     no_runner = PhoneMeasurer(
@@ -326,6 +334,58 @@ def test_a_phone_runs_a_pte_with_raw_per_run_times(phones: _Phones, pte: Any, tm
     assert refused.status == "failed" and "LATENCYLAB_ANDROID_EXECUTOR_RUNNER" in (
         refused.error or ""
     )
+
+
+def _profiler_build(root: Path) -> Path:
+    """The stand-in as built with EXECUTORCH_ENABLE_EVENT_TRACER=ON (tests/fakes/executor_runner
+    says how a build differs: it takes --etdump_path and writes the ETDump)."""
+    line = "ET_EVENT_TRACER_ENABLED = False"
+    text = FAKE_RUNNER.read_text()
+    assert line in text
+    out = root / "executor_runner_profiler"
+    out.write_text(text.replace(line, "ET_EVENT_TRACER_ENABLED = True", 1))
+    return out
+
+
+@pytest.mark.slow
+def test_a_phone_profiles_operators_with_an_event_tracer_build(phones: _Phones, pte: Any, tmp_path: Path) -> None:  # fmt: skip
+    def phone(profiler: Path | None) -> PhoneMeasurer:
+        settings = AndroidSettings(adb=str(FAKE_ADB), executor_runner=FAKE_RUNNER, executor_runner_profiler=profiler,
+                                   cooldown_poll_s=0.1, energy=False, profile_runs=5)  # fmt: skip
+        return PhoneMeasurer(Adb(str(FAKE_ADB), timeout_s=30), NEXUS5, settings)
+
+    spec = _spec(pte.path, settings={"min_duration_s": 0.05, "max_duration_s": 1})
+    r = phone(_profiler_build(tmp_path))(spec, workdir=tmp_path)
+    assert r.status == "succeeded", r.error
+    assert {p.compute_unit for p in r.profile} == {"XNNPACK", "CPU (portable)"}, r.profile
+    assert any(p.type == "cumsum.out" for p in r.profile)
+    assert all(p.time_ms >= 0 for p in r.profile)
+    env = r.environment
+    assert "executor_runner --etdump_path on the phone" in env["profile_note"], env["profile_note"]
+    assert "8 traced executions (the first 3 left out as warm-up)" in env["profile_note"]
+    assert "/executor_runner_profiler " in env["profile_command"]
+    assert (
+        "--etdump_path=" in env["profile_command"]
+        and "--num_executions=8" in env["profile_command"]
+    )
+    calls = phones.calls(NEXUS5)
+    timed = [c["executor_runner"] for c in calls if "executor_runner" in c]
+    assert (
+        sum(any(a.startswith("--etdump_path=") for a in cmd) for cmd in timed) == 1
+    )  # the timed passes run untraced
+    (pulled,) = [c["pull"] for c in calls if "pull" in c]
+    assert pulled[0].endswith(".etdump") and Path(pulled[1]).stat().st_size > 0
+    assert not list(
+        (phones.root / NEXUS5 / "fs/data/local/tmp").glob("latencylab-*")
+    )  # nothing left
+    # a profiler without the event tracer refuses --etdump_path: the timed runs stand, no profile
+    (tmp_path / "plain").mkdir()
+    plain = phone(FAKE_RUNNER)(spec, workdir=tmp_path / "plain")
+    assert plain.status == "succeeded" and plain.runs >= FAST["min_runs"], plain.error
+    assert plain.profile == [] and plain.environment["profile_note"] == NO_TRACER_NOTE
+    missing = phone(tmp_path / "no-such-build")(spec, workdir=tmp_path / "plain")
+    assert missing.status == "succeeded" and missing.profile == [], missing.error
+    assert "executor_runner_profiler is not available" in missing.environment["profile_note"]
 
 
 @pytest.fixture(scope="module")
@@ -359,7 +419,8 @@ def test_two_simulated_phones_run_executorch_at_once(
 
     env = _env({**AGENT_ENV, "FAKE_ADB_CONFIG": str(phones.config), "LATENCYLAB_ADB": str(FAKE_ADB),
                 "LATENCYLAB_ANDROID_POLL_INTERVAL_S": "0.5", "LATENCYLAB_ANDROID_COOLDOWN_POLL_S": "0.1",
-                "LATENCYLAB_ANDROID_EXECUTOR_RUNNER": str(FAKE_RUNNER)})  # fmt: skip
+                "LATENCYLAB_ANDROID_EXECUTOR_RUNNER": str(FAKE_RUNNER),
+                "LATENCYLAB_ANDROID_EXECUTOR_RUNNER_PROFILER": str(_profiler_build(tmp_path))})  # fmt: skip
     argv = [sys.executable, "-m", "agents.android.host", "--server", coordinator["url"],
             "--token", coordinator["agent"], "--data-dir", str(tmp_path / "host"),
             "--benchmark-model", str(phones.benchmark_model)]  # fmt: skip
@@ -386,6 +447,8 @@ def test_two_simulated_phones_run_executorch_at_once(
                 raw = c.raw_times(done.id, r.id).times_ms
                 assert len(raw) == r.runs >= FAST["min_runs"], r
                 assert r.environment["raw_times"] == RAW_TIMES_NOTE
+                layers = c.profile(done.id, r.id).layers  # stored and served as any runtime's
+                assert {p.compute_unit for p in layers} == {"XNNPACK", "CPU (portable)"}, r
             assert {r.environment["serial"] for r in by_device.values()} == set(NAMES)
     finally:
         _stop(host)

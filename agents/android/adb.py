@@ -176,6 +176,17 @@ class Adb:
     ) -> None:
         self.check(["push", os.fspath(src), dst], serial=serial, timeout_s=timeout_s, cancel=cancel)
 
+    def pull(
+        self,
+        serial: str,
+        src: str,
+        dst: str | os.PathLike[str],
+        *,
+        timeout_s: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.check(["pull", src, os.fspath(dst)], serial=serial, timeout_s=timeout_s, cancel=cancel)
+
     def shell(
         self,
         serial: str,

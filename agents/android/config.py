@@ -44,6 +44,12 @@ class AndroidSettings(BaseSettings):
         description="Local ExecuTorch executor_runner binary (Android arm64, XNNPACK linked) "
         "pushed once to each phone; unset = the phones do not offer runtime 'executorch'",
     )
+    executor_runner_profiler: Path | None = Field(
+        None,
+        description="Local executor_runner built with EXECUTORCH_ENABLE_EVENT_TRACER=ON (it takes "
+        "--etdump_path), pushed once per phone and run only for the op-profiling pass (the tracer "
+        "adds overhead, so the timed passes use executor_runner); unset = no op profile on phones",
+    )
     executor_runner_version: str = Field(
         "executor_runner", description="Version label registered as the 'executorch' runtime"
     )

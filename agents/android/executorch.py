@@ -22,8 +22,22 @@ warm-up, the rest the steady state (raw per-run times, ``times_ms``). The tool r
 count: when the first pass is shorter than ``settings.min_duration_s``, one more pass runs
 with as many executions as the first pass's mean says the minimum needs (at most
 ``max_runs``, and about ``max_duration_s``); that pass is the steady state. Every input is
-all ones (the tool's own choice). The op profile (ETDump) needs a runner built with the event
-tracer and the dump pulled back; it is not taken on phones (``environment.profile_note``).
+all ones (the tool's own choice).
+
+**Op profile.** ``executor_runner`` writes an ETDump only when built with
+``EXECUTORCH_ENABLE_EVENT_TRACER=ON``, and then traces every execution (and aborts when it
+cannot write ``--etdump_path``), so the timed passes use the plain build and a second build,
+``LATENCYLAB_ANDROID_EXECUTOR_RUNNER_PROFILER``, runs one more pass after them, outside the
+energy window::
+
+    taskset MASK executor_runner_profiler --model_path=M.pte --num_executions=W'+P \
+        --etdump_path=M.etdump [--cpu_threads=T]
+
+(``W'`` = ``min(warmup_runs, 5)``, ``P`` = ``profile_runs``). The dump is pulled back and read
+by ``executorch.devtools.Inspector`` on the host (``agents.runners.etdump``, as on Linux
+hosts), the first ``W'`` executions left out: one row per operator, XNNPACK or portable. Without
+the profiler build, with a build that has no tracer (it refuses ``--etdump_path``) or without
+executorch on the host, the profile is empty and ``environment.profile_note`` says why.
 """
 
 from __future__ import annotations
@@ -41,13 +55,14 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from agents.android.adb import Adb, Cancelled, ShellResult
+from agents.android.adb import Adb, AdbError, Cancelled, PhoneGone, ShellResult
 from agents.android.config import AndroidSettings
 from agents.android.energy import EnergyMeter
 from agents.android.phone import Phone
 from agents.measure.stats import summarize
+from agents.runners.etdump import read_etdump
 from latencylab.runtime_options import ExecuTorchOptions
-from latencylab.schemas import MeasureResult, MeasureSpec
+from latencylab.schemas import LayerProfile, MeasureResult, MeasureSpec
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -78,9 +93,17 @@ EXECUTOR_RUNNER_HINT = (
     "docs/devices.md) and set LATENCYLAB_ANDROID_EXECUTOR_RUNNER (or --executor-runner) to it"
 )
 RAW_TIMES_NOTE = "per-iteration times printed by executor_runner"
+PROFILER_HINT = (
+    "build a second executor_runner with -DEXECUTORCH_ENABLE_EVENT_TRACER=ON (see "
+    "docs/devices.md) and set LATENCYLAB_ANDROID_EXECUTOR_RUNNER_PROFILER to it"
+)
 PROFILE_NOTE = (
     "no per-operator profile on phones: executor_runner writes an ETDump only when built with "
-    "EXECUTORCH_ENABLE_EVENT_TRACER, and the agent does not pull it back yet"
+    f"the event tracer; {PROFILER_HINT}"
+)
+NO_TRACER_NOTE = (
+    "no per-operator profile: the profiler binary was built without the event tracer (it "
+    f"refused --etdump_path); {PROFILER_HINT}"
 )
 _LOG = re.compile(r"^[DIEF] \d+:\d\d:\d\d\.\d+ executorch:[^\]]*\] (?P<msg>.*)$")
 _ITERATION = re.compile(r"^Iteration (?P<i>\d+) of (?P<n>\d+): (?P<ms>[0-9.eE+-]+) ms$")
@@ -139,8 +162,10 @@ class ExecuTorchOnPhone:
 
     def __init__(self, measurer: Measurer) -> None:
         self.m = measurer
-        self.remote_binary = f"{measurer.settings.remote_dir.rstrip('/')}/executor_runner"
-        self._binary_ready = False
+        remote_dir = measurer.settings.remote_dir.rstrip("/")
+        self.remote_binary = f"{remote_dir}/executor_runner"
+        self.remote_profiler = f"{remote_dir}/executor_runner_profiler"
+        self._pushed: set[str] = set()
 
     def check(self, spec: MeasureSpec) -> None:
         path = Path(spec.model_path)
@@ -162,24 +187,25 @@ class ExecuTorchOnPhone:
         except ValidationError as exc:
             raise PhoneSetupError(f"invalid executorch options: {exc.errors()[0]['msg']}") from None
 
-    def _ensure_binary(self, cancel: threading.Event) -> None:
-        if self._binary_ready:
+    def _ensure_binary(self, local: Path | None, remote: str, cancel: threading.Event, hint: str) -> None:  # fmt: skip
+        """Push the operator's binary to ``remote`` once per phone."""
+        if remote in self._pushed:
             return
-        adb, serial, local = self.m.adb, self.m.serial, self.m.settings.executor_runner
+        name = remote.rsplit("/", 1)[-1]
         if local is None or not Path(local).is_file():
-            raise PhoneSetupError(
-                f"executor_runner is not available ({local}); {EXECUTOR_RUNNER_HINT}"
-            )
-        adb.push(serial, local, self.remote_binary, timeout_s=self.m.settings.push_timeout_s, cancel=cancel)  # fmt: skip
-        adb.shell(serial, f"chmod 755 {shlex.quote(self.remote_binary)}")
-        self._binary_ready = True
+            raise PhoneSetupError(f"{name} is not available ({local}); {hint}")
+        adb, serial = self.m.adb, self.m.serial
+        adb.push(serial, local, remote, timeout_s=self.m.settings.push_timeout_s, cancel=cancel)
+        adb.shell(serial, f"chmod 755 {shlex.quote(remote)}")
+        self._pushed.add(remote)
 
-    def _command(self, spec: MeasureSpec, remote_model: str, executions: int) -> tuple[str, dict[str, Any]]:  # fmt: skip
+    def _command(self, spec: MeasureSpec, remote_model: str, executions: int, binary: str | None = None, extra: tuple[str, ...] = ()) -> tuple[str, dict[str, Any]]:  # fmt: skip
         mask, mask_note = self.m.phone.cpu_mask(spec.options.get("cpu_mask"), spec.threads)
         args = [
-            self.remote_binary,
+            binary or self.remote_binary,
             f"--model_path={remote_model}",
             f"--num_executions={executions}",
+            *extra,
         ]
         if spec.threads > 0:
             args.append(f"--cpu_threads={spec.threads}")
@@ -202,12 +228,12 @@ class ExecuTorchOnPhone:
         s = spec.settings
         deadline = time.monotonic() + s.timeout_s
         progress({"phase": "push"})
-        self._ensure_binary(cancel)
+        self._ensure_binary(self.m.settings.executor_runner, self.remote_binary, cancel, EXECUTOR_RUNNER_HINT)  # fmt: skip
         remote = f"{self.m.settings.remote_dir.rstrip('/')}/latencylab-{uuid.uuid4().hex[:12]}.pte"
         self.m.adb.push(self.m.serial, spec.model_path, remote, timeout_s=self.m.settings.push_timeout_s, cancel=cancel)  # fmt: skip
         env.update(
             runtime_version=self.m.settings.executor_runner_version, tool="executor_runner",
-            threads=spec.threads, precision=spec.precision, profile_note=PROFILE_NOTE,
+            threads=spec.threads, precision=spec.precision,
         )  # fmt: skip
         try:
             warm = s.warmup_runs
@@ -231,12 +257,62 @@ class ExecuTorchOnPhone:
                     command, _ = self._command(spec, remote, warm + steady_runs(sum(timed) / len(timed), spec))  # fmt: skip
                     steady = self._pass(command, remote, deadline, cancel, workdir, "executor_runner_steady")  # fmt: skip
                     passes.append(command)
+            profile = self._profile(spec, remote, deadline, cancel, progress, workdir, env)
             env["thermal_after"] = self.m.phone.thermal()
         finally:
             self.m._best_effort(f"rm -f {shlex.quote(remote)}")
         result = self._result(steady, first, passes, spec, env)
+        result.profile = profile
         result.environment.update(energy.report(result.runs, result.steady_duration_s))
         return result
+
+    def _profile(self, spec: MeasureSpec, remote: str, deadline: float, cancel: threading.Event, progress: Progress, workdir: Path, env: dict[str, Any]) -> list[LayerProfile]:  # fmt: skip
+        """The op-profiling pass of the event-tracer build (see the module doc); never fails
+        the job: an empty profile and ``environment.profile_note`` say why."""
+        if not spec.settings.profile:
+            env["profile_note"] = "no per-operator profile: settings.profile is off"
+            return []
+        local = self.m.settings.executor_runner_profiler
+        if local is None:
+            env["profile_note"] = PROFILE_NOTE
+            return []
+        try:
+            self._ensure_binary(local, self.remote_profiler, cancel, PROFILER_HINT)
+        except PhoneSetupError as exc:  # a profiler path that is not there: the timed runs stand
+            env["profile_note"] = f"no per-operator profile: {exc}"
+            return []
+        warm = min(spec.settings.warmup_runs, 5)
+        etdump = remote.removesuffix(".pte") + ".etdump"
+        runs = warm + self.m.settings.profile_runs
+        command, _ = self._command(spec, remote, runs, self.remote_profiler, (f"--etdump_path={etdump}",))  # fmt: skip
+        env["profile_command"] = command
+        env["profile_cooldown"] = self.m.phone.cool_down(spec.options, cancel, progress)
+        progress({"phase": "profile"})
+        pulled = workdir / "executor_runner_profile.etdump"
+        try:
+            res = self.m._run_pass(command, remote, deadline, cancel, tool="executor_runner (profiler)")  # fmt: skip
+            (workdir / "executor_runner_profile.txt").write_text(res.output)
+            self.m.adb.pull(self.m.serial, etdump, pulled, timeout_s=self.m.settings.push_timeout_s, cancel=cancel)  # fmt: skip
+        except AdbError as exc:
+            if isinstance(exc, PhoneGone | Cancelled):
+                raise
+            unknown = "unknown command line flag 'etdump_path'" in str(exc)
+            env["profile_note"] = NO_TRACER_NOTE if unknown else f"no per-operator profile: {exc}"
+            return []
+        finally:
+            self.m._best_effort(f"rm -f {shlex.quote(etdump)}")
+        try:
+            rows, env["profile_note"] = read_etdump(pulled, "executor_runner --etdump_path on the phone", skip=warm)  # fmt: skip
+        except ImportError as exc:
+            env["profile_note"] = (
+                f"no per-operator profile: reading the phone's ETDump needs executorch on this "
+                f"host (pip install 'latencylab[executorch]', see the Makefile) ({exc})"
+            )
+            return []
+        except Exception as exc:  # a dump the Inspector cannot read
+            env["profile_note"] = f"no per-operator profile: the ETDump could not be read ({type(exc).__name__}: {str(exc)[:300]})"  # fmt: skip
+            return []
+        return rows
 
     def _result(self, steady: RunnerOutput, first: RunnerOutput, passes: list[str], spec: MeasureSpec, env: dict[str, Any]) -> MeasureResult:  # fmt: skip
         s = spec.settings

@@ -17,13 +17,12 @@ environment records both the request and the count read back (``threadpool_threa
 
 **Profile.** The pip wheel's runtime is built with the event tracer: a second program loaded
 with ``enable_etdump=True`` runs the profiled iterations, writes an ETDump
-(``Program.write_etdump_result_to_file``), and ``executorch.devtools.Inspector`` reads it back.
-Each row is one operator event of the ``Execute`` block: XNNPACK's own ops inside a delegate
-call (``Convolution (NHWC, F32) IGEMM``, compute unit ``XNNPACK``) and the portable kernels
-(``native_call_cumsum.out``, compute unit ``CPU (portable)``), ``time_ms`` the mean over the
-iterations. The wrappers (``Method::execute``, ``DELEGATE_CALL``, ``OPERATOR_CALL``) are left
-out; ``environment.profile_note`` gives the sum of the rows against ``Method::execute``. Where
-the runtime or the Inspector cannot do it, the profile is empty and the note says why.
+(``Program.write_etdump_result_to_file``), and ``executorch.devtools.Inspector`` reads it back
+(``agents.runners.etdump``, shared with the phones): one row per operator event -- XNNPACK's
+own ops inside a delegate call (compute unit ``XNNPACK``) and the portable kernels (``CPU
+(portable)``) -- ``time_ms`` the mean over the iterations, ``environment.profile_note`` the
+sum of the rows against ``Method::execute``. Where the runtime or the Inspector cannot do it,
+the profile is empty and the note says why.
 """
 
 from __future__ import annotations
@@ -41,12 +40,12 @@ from latencylab.runtime_options import ExecuTorchOptions
 from latencylab.schemas import LayerProfile, MeasureSpec, TensorSpec
 
 from .base import Runner, random_tensor
+from .etdump import read_etdump
 
 _INSTALL = "pip install 'latencylab[executorch]' (and executorch itself: see the Makefile)"
 # c10::ScalarType codes of MethodMeta's TensorInfo.dtype() -> numpy dtypes
 _DTYPES = {0: np.uint8, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.int64, 5: np.float16,
            6: np.float32, 7: np.float64, 11: np.bool_}  # fmt: skip
-_WRAPPERS = ("Method::execute", "DELEGATE_CALL", "OPERATOR_CALL")
 # No debug buffer: with one the tracer also stores every intermediate tensor and aborts the
 # process (an ET_CHECK in etdump_flatcc.cpp) once it is full; profiling needs none.
 
@@ -56,13 +55,6 @@ def _version() -> str:
         return importlib.metadata.version("executorch")
     except importlib.metadata.PackageNotFoundError:
         return "unknown"
-
-
-def _op_type(event_name: str) -> str:
-    """``Convolution (NHWC, F32) IGEMM #1`` -> ``Convolution (NHWC, F32) IGEMM``;
-    ``native_call_cumsum.out`` -> ``cumsum.out``."""
-    name = event_name.rsplit(" #", 1)[0]
-    return name.removeprefix("native_call_")
 
 
 class ExecuTorchRunner(Runner):
@@ -162,14 +154,11 @@ class ExecuTorchRunner(Runner):
         import torch
 
         rng = np.random.default_rng(seed)
-        return tuple(
-            torch.from_numpy(
-                np.ascontiguousarray(
-                    random_tensor(rng, [int(d) for d in t.shape], np.dtype(t.dtype))
-                )  # type: ignore[arg-type]
-            )
-            for t in self.input_specs()
-        )
+        feeds = []
+        for t in self.input_specs():
+            shape = [int(d) for d in t.shape if d is not None]  # MethodMeta sizes: all ints
+            feeds.append(np.ascontiguousarray(random_tensor(rng, shape, np.dtype(t.dtype))))
+        return tuple(torch.from_numpy(a) for a in feeds)
 
     # ----------------------------------------------------------------- running
     def timed_infer(self, feeds: Any) -> int:
@@ -191,8 +180,6 @@ class ExecuTorchRunner(Runner):
             return []
 
     def _profile_etdump(self, feeds: Any, iterations: int) -> list[LayerProfile]:
-        from executorch.devtools import Inspector
-
         program = self._runtime.load_program(
             Path(self.spec.model_path), enable_etdump=True, debug_buffer_size=0
         )
@@ -202,38 +189,7 @@ class ExecuTorchRunner(Runner):
         with tempfile.TemporaryDirectory(prefix="etdump-") as tmp:
             etdump = os.path.join(tmp, "profile.etdp")
             program.write_etdump_result_to_file(etdump, os.path.join(tmp, "debug.bin"))
-            if not os.path.getsize(etdump):
-                raise RuntimeError("the runtime wrote an empty ETDump (no event tracer?)")
-            inspector = Inspector(etdump_path=etdump)
-        rows: list[LayerProfile] = []
-        wall = None
-        for block in inspector.event_blocks:
-            if block.name != "Execute":
-                continue
-            for event in block.events:
-                if event.perf_data is None:
-                    continue
-                mean = float(event.perf_data.avg)
-                if event.name == "Method::execute":
-                    wall = mean
-                if event.name in _WRAPPERS:
-                    continue
-                unit = "XNNPACK" if event.is_delegated_op else "CPU (portable)"
-                rows.append(LayerProfile(name=event.name, type=_op_type(event.name), time_ms=mean, compute_unit=unit))  # fmt: skip
-        if not rows:
-            raise RuntimeError("the ETDump holds no operator events")
-        total = sum(r.time_ms for r in rows)
-        delegated = sum(1 for r in rows if r.compute_unit == "XNNPACK")
-        self._profile_note = (
-            f"per-operator profile from an ETDump (executorch.runtime with enable_etdump, read by "
-            f"executorch.devtools.Inspector), {iterations} iterations; {delegated} XNNPACK ops and "
-            f"{len(rows) - delegated} portable kernels; sum of op means {total:.3f} ms vs "
-            + (
-                f"{wall:.3f} ms of Method::execute"
-                if wall is not None
-                else "no Method::execute event"
-            )
-        )
+            rows, self._profile_note = read_etdump(etdump, "executorch.runtime with enable_etdump")
         return rows
 
     def environment(self) -> dict[str, Any]:
