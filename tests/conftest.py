@@ -38,7 +38,8 @@ AGENT_ENV = {
     "LATENCYLAB_AGENT_HEARTBEAT_INTERVAL_S": "0.5",
     "LATENCYLAB_AGENT_POLL_INTERVAL_S": "0.2",
 }
-# Quick but real measurement settings for tests.
+# Quick but real measurement settings for tests: exactly the "quick" preset (test_repeats
+# relies on that: a result measured with FAST reads back as mode "quick").
 FAST = {
     "warmup_runs": 3,
     "min_runs": 20,
@@ -53,6 +54,27 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Declared here, not in pyproject.toml: editing that file invalidates `make setup`'s stamp.
+    config.addinivalue_line(
+        "markers", "backends(*names): run only on these database_url backends (sqlite, postgres)"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.backends("sqlite")`` on a test (or one of its params) runs it on those
+    ``database_url`` backends only; its other backends' items are deselected (reported so)."""
+    dropped = []
+    for item in items:
+        marker = item.get_closest_marker("backends")
+        backend = getattr(getattr(item, "callspec", None), "params", {}).get("database_url")
+        if marker is not None and backend is not None and backend not in marker.args:
+            dropped.append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if item not in dropped]
 
 
 def _pg_admin_url() -> str:
@@ -180,10 +202,12 @@ class Live:
         return httpx.Client(base_url=self.url + "/api/v1", headers=headers, timeout=60)
 
 
-@pytest.fixture(scope="session")
-def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """A real coordinator subprocess (``latencylab serve``), a real agent and a converter worker."""
-    data_dir = tmp_path_factory.mktemp("data")
+@contextlib.contextmanager
+def running_coordinator(
+    database_url: str, data_dir: Path, *, converter: bool = True
+) -> Iterator[Live]:
+    """A real coordinator subprocess (``latencylab serve``) on ``database_url`` with a real
+    agent (and, with ``converter``, a converter worker), all online; stopped afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = data_dir / "server.log"
@@ -206,7 +230,7 @@ def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             stdout=fh,
             stderr=subprocess.STDOUT,
         )
-    agent = converter = None
+    workers: list[tuple[subprocess.Popen[bytes], Path]] = []
     try:
         _wait_for(url, server, log)
         admin = (data_dir / "admin.token").read_text().strip()
@@ -218,31 +242,46 @@ def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "token"
             ]
         name = f"test-cpu-{uuid.uuid4().hex[:6]}"
-        alog, clog = data_dir / "agent.log", data_dir / "converter.log"
-        agent = _spawn_worker("agent", url, agent_tok, name, data_dir / "agent", alog)
-        converter = _spawn_worker(
-            "converter", url, agent_tok, f"{name}-converter", data_dir / "agent", clog
+        wanted = {name}
+        alog = data_dir / "agent.log"
+        workers.append(
+            (_spawn_worker("agent", url, agent_tok, name, data_dir / "agent", alog), alog)
         )
+        if converter:
+            clog = data_dir / "converter.log"
+            wanted.add(f"{name}-converter")
+            workers.append(
+                (
+                    _spawn_worker(
+                        "converter", url, agent_tok, f"{name}-converter", data_dir / "agent", clog
+                    ),
+                    clog,
+                )
+            )
         live = Live(url, data_dir, admin, user, agent_tok, database_url, name)
         with live.http(user) as c:
             deadline = time.monotonic() + 60
-            wanted = {name, f"{name}-converter"}
             while not wanted <= {
                 d["name"] for d in c.get("/devices").json() if d["status"] == "online"
             }:
-                if agent.poll() is not None or converter.poll() is not None:
-                    raise RuntimeError(
-                        f"a worker exited:\n{alog.read_text()[-3000:]}\n{clog.read_text()[-3000:]}"
-                    )
+                if any(proc.poll() is not None for proc, _ in workers):
+                    logs = "\n".join(wlog.read_text()[-3000:] for _, wlog in workers)
+                    raise RuntimeError(f"a worker exited:\n{logs}")
                 if time.monotonic() > deadline:
-                    raise RuntimeError("agent and converter did not register within 60 s")
+                    raise RuntimeError(f"{sorted(wanted)} did not register within 60 s")
                 time.sleep(0.2)
         yield live
     finally:
-        for proc in (agent, converter):
-            if proc is not None:
-                _stop(proc)
+        for proc, _ in workers:
+            _stop(proc)
         _stop(server)
+
+
+@pytest.fixture(scope="session")
+def live(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """A real coordinator subprocess (``latencylab serve``), a real agent and a converter worker."""
+    with running_coordinator(database_url, tmp_path_factory.mktemp("data")) as live:
+        yield live
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -150,9 +151,16 @@ def test_make_run_quick_start_converts_and_measures(tmp_path: Path) -> None:
         )  # every runtime the local agent offers: each must work from either upload
         assert {"onnxruntime", "tflite", "openvino"} <= set(offered), offered
         runtimes = [arg for rt in offered for arg in ("--runtime", rt)]
-        for model in (onnx_model, pt2_model):
-            res = _cli(clone, "submit", model.name, *runtimes, "--device", "local",
-                       "--threads", "1", *QUICK_CLI, "--json")  # fmt: skip
+
+        def submit(model: Path) -> subprocess.CompletedProcess[str]:
+            return _cli(clone, "submit", model.name, *runtimes, "--device", "local",
+                        "--threads", "1", *QUICK_CLI, "--json")  # fmt: skip
+
+        # Both submits at once (two users of one coordinator): the .pt2's conversions run on the
+        # converter worker while the agent measures the ONNX upload's jobs.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            submitted = list(pool.map(submit, (onnx_model, pt2_model)))
+        for model, res in zip((onnx_model, pt2_model), submitted, strict=True):
             assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
             bench = json.loads(res.stdout)["benchmark"]
             assert bench["status"] == "succeeded", (model.name, bench)

@@ -1,17 +1,26 @@
 """Latency tables end to end on SQLite and PostgreSQL: a real coordinator, a real agent.
 
 One small table per backend (ofa-proxyless at 128, 103 blocks, 6 validation networks,
-short measurement settings) is built once and shared; the rest reuse its entries. The full
-224 / 100-archs case is ``python -m bench.tables`` (minutes).
+short measurement settings) is built once and shared; the rest reuse its entries. Each
+backend has a private coordinator and agent for this module (its table jobs stay out of the
+session's shared queue), and both builds run at once: each is a chain of ~110 one-at-a-time
+jobs that keeps about half a CPU busy. The full 224 / 100-archs case is
+``python -m bench.tables`` (minutes).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -20,7 +29,7 @@ from sqlalchemy import create_engine, text
 from latencylab.client import LatencyLabError
 from latencylab.spaces import get_space, lut_sum_ofa_style
 from latencylab.tables import TablePublic
-from tests.conftest import REPO, Live, _env, cli
+from tests.conftest import REPO, Live, _env, cli, fresh_postgres_database, running_coordinator
 
 RES, N = 128, 6
 QUICK = {
@@ -36,23 +45,105 @@ PARAMS = {"resolution": RES, "device": "local", "threads": 1, "validate_n": N}
 SPACE = get_space("ofa-proxyless")
 
 
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@dataclass
+class _Backend:
+    """One backend's private coordinator and its table build, run in a thread of their own."""
+
+    live: Future[Live] = field(default_factory=Future)
+    posted: Future[dict[str, object]] = field(default_factory=Future)
+    done: Future[TablePublic] = field(default_factory=Future)
+    seen: list[int] = field(default_factory=list)
+
+
+def _serve_and_build(name: str, tmp: Path, state: _Backend, stop: threading.Event) -> None:
+    """Start the coordinator, POST the table, wait for it; keep serving until ``stop``."""
+    futures: list[Future[Any]] = [state.live, state.posted, state.done]
+    try:
+        with contextlib.ExitStack() as stack:
+            if name == "sqlite":
+                url = f"sqlite:///{tmp / 'tables.db'}"
+            else:
+                url = stack.enter_context(fresh_postgres_database())  # skips if unreachable
+            live = stack.enter_context(running_coordinator(url, tmp, converter=False))
+            state.live.set_result(live)
+            with live.http(live.user_token) as h:
+                r = h.post("/tables", json={"space": "ofa-proxyless", **PARAMS, "settings": QUICK})
+            assert r.status_code == 202, r.text
+            state.posted.set_result(r.json())
+
+            def on_update(t: TablePublic) -> None:
+                state.seen.append(t.progress.done)
+                if stop.is_set():
+                    raise RuntimeError("the module ended before the table was built")
+
+            with live.client() as c:
+                state.done.set_result(
+                    c.wait_table(r.json()["id"], timeout=600, on_update=on_update)
+                )
+            stop.wait()
+    except BaseException as exc:  # handed to the fixtures that wait on these futures
+        for f in futures:
+            if not f.done():
+                f.set_exception(exc)
+
+
 @pytest.fixture(scope="module")
-def table(live: Live) -> TablePublic:
+def backends(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, _Backend]]:
+    """Every backend this session selected in this module, each started (and its table build
+    posted) at once in a thread of its own; the coordinators stop with the module."""
+    wanted = {
+        params["backend"]
+        for item in request.session.items
+        if getattr(item, "module", None) is request.module
+        and "backend" in (params := getattr(getattr(item, "callspec", None), "params", {}))
+    }
+    stop = threading.Event()
+    states = {name: _Backend() for name in sorted(wanted)}
+    threads = [
+        threading.Thread(
+            target=_serve_and_build,
+            args=(name, tmp_path_factory.mktemp(f"tables-{name}"), state, stop),
+            daemon=True,
+        )
+        for name, state in states.items()
+    ]
+    for t in threads:
+        t.start()
+    try:
+        yield states
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=120)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def live(backend: str, backends: dict[str, _Backend]) -> Live:
+    """This module's private coordinator (+ agent) of ``backend`` (shadows the session's)."""
+    return backends[backend].live.result(timeout=180)  # raises its start's skip or error
+
+
+@pytest.fixture(scope="module")
+def table(live: Live, backends: dict[str, _Backend], backend: str) -> TablePublic:
     """The shared table of this backend, built through POST /tables and waited for."""
-    with live.http(live.user_token) as h:
-        r = h.post("/tables", json={"space": "ofa-proxyless", **PARAMS, "settings": QUICK})
-    assert r.status_code == 202, r.text
-    body = r.json()
+    state = backends[backend]
+    body: dict[str, Any] = dict(state.posted.result(timeout=60))
     assert body["status"] == "building" and body["progress"]["total"] == 103 + N
     assert body["reused"] is False
     assert 0 <= body["progress"]["done"] < body["progress"]["total"]
-    seen: list[int] = []
-    with live.client() as c:
-        done = c.wait_table(
-            body["id"], timeout=600, on_update=lambda t: seen.append(t.progress.done)
-        )
+    done = state.done.result(timeout=660)
     assert done.status == "succeeded", (done.error, done.failed_blocks[:3])
-    assert len(set(seen)) > 2, "progress did not move while building"
+    assert len(set(state.seen)) > 2, "progress did not move while building"
     return done
 
 
