@@ -8,7 +8,9 @@ EXTRAS ?= server,s3,agent,onnxruntime,tflite,openvino,coreml,torch,executorch,co
 # resolution (they would downgrade typing-extensions/pydantic); versions in constraints.txt.
 # executorch too: its declared requirements pull LLM tooling whose antlr4 pin conflicts with
 # the dev extra; what it needs here is the `executorch` extra (pyproject.toml).
-NODEPS := litert-torch litert-converter ai-edge-quantizer xdsl lark immutabledict ordered-set executorch
+# ofa (Once-for-All, for tests/test_search_adapters.py): its declared torchvision would not
+# import beside torch 2.13; the search code it is tested for needs neither.
+NODEPS := litert-torch litert-converter ai-edge-quantizer xdsl lark immutabledict ordered-set executorch ofa
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile constraints.txt | sha256sum | cut -c1-12)
 # Empty by default, so LATENCYLAB_PORT (or 8000) applies; `make run PORT=9000` overrides both.
 PORT   ?=

@@ -72,6 +72,14 @@ class TableCreate(RequestModel):
         "fastest steady-state run: least sensitive to other load on a shared host), p50 or mean",
     )
     validate_n: int = Field(100, ge=0, le=2000, description="Random archs measured whole")
+    validate_exported: int = Field(
+        0,
+        ge=0,
+        le=500,
+        description="Validation archs also measured as researchers export them: a PyTorch "
+        "module written like the reference code, torch.onnx.export'ed (kind 'exported'), and "
+        "the same graph normalised (kind 'exported_normalized'); ofa-proxyless and ofa-mbv3",
+    )
     seed: Seed = Field(0, description="Seed of the validation sample (0 to 2^32-1)")
     fresh: bool = Field(
         False,
@@ -103,6 +111,20 @@ class PredictorQuality(_Model):
     bias: float = Field(0.0, description="Mean signed relative error (0.02 = +2%)")
 
 
+class KindQuality(PredictorQuality):
+    """How well the table predicts one kind of validation network (generated / exported)."""
+
+    predictor: Literal["lut_sum", "linear"] = "lut_sum"
+    lut_sum: PredictorQuality | None = None
+    vs_generated: dict[str, float] | None = Field(
+        None,
+        description="Measured latency of this kind over that of the generated network of the "
+        "same arch: {n, mean, median, min, max} of the ratios",
+    )
+    ops: dict[str, int] = Field(default_factory=dict, description="Graph ops of the first net")
+    points: list[dict[str, float]] = Field(default_factory=list)
+
+
 class TableQuality(PredictorQuality):
     """The best predictor's figures, plus both predictors' own."""
 
@@ -116,6 +138,11 @@ class TableQuality(PredictorQuality):
         default_factory=list,
         description="Per validated arch: lut_sum_ms, predicted_ms (best predictor, out of "
         "sample) and measured_ms",
+    )
+    kinds: dict[str, KindQuality] = Field(
+        default_factory=dict,
+        description="Per kind of validation network: 'generated' (the blocks chained, what "
+        "the figures above score), 'exported' and 'exported_normalized' (validate_exported)",
     )
 
 

@@ -13,8 +13,10 @@ build. The artifact store comes in explicitly (the hook's context, or the route'
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+from collections import Counter
 from functools import cache
 from typing import Any
 
@@ -32,6 +34,12 @@ log = logging.getLogger("latencylab.tables")
 WINDOW = 2
 """Jobs of one table phase queued or running at once."""
 ACTIVE = ("pending", "queued")
+KIND_KEY = "validation"
+"""Key in a validation network's ``arch`` JSON naming its kind (absent: ``generated``)."""
+EXPORTED_KINDS = ("exported", "exported_normalized")
+"""``validate_exported``: each arch torch.onnx.export'ed as it is, and normalised."""
+EXPORTED_SPACES = ("ofa-proxyless", "ofa-mbv3")
+"""The spaces ``converters.torch_reference`` writes as PyTorch modules."""
 
 
 @cache
@@ -62,6 +70,40 @@ def entries_of(session: Session, table: LatencyTable) -> dict[str, TableEntry]:
 def networks_of(session: Session, table: LatencyTable) -> list[TableNetwork]:
     q = select(TableNetwork).where(TableNetwork.table_id == table.id).order_by(TableNetwork.idx)
     return list(session.scalars(q))
+
+
+def kind_of(net: TableNetwork) -> str:
+    """``generated``, ``exported`` or ``exported_normalized``."""
+    arch = net.arch
+    return str(arch.get(KIND_KEY, "generated")) if isinstance(arch, dict) else "generated"
+
+
+def arch_of(net: TableNetwork) -> Any:
+    """The network's architecture in the space's encoding (without its kind)."""
+    arch = net.arch
+    if isinstance(arch, dict) and KIND_KEY in arch:
+        return {k: v for k, v in arch.items() if k != KIND_KEY}
+    return arch
+
+
+def networks_planned(table: LatencyTable) -> int:
+    """Validation networks the table measures: generated plus both exported kinds."""
+    n = int(table.settings.get("validate_n", 0))
+    return n + len(EXPORTED_KINDS) * int(table.settings.get("validate_exported", 0))
+
+
+def _network_proto(table: LatencyTable, net: TableNetwork) -> tuple[Any, dict[str, int]]:
+    """The ONNX model of a validation network of its kind, and the normaliser's rewrites."""
+    from converters.blocks import network_model
+
+    space, kind, arch = get_space(table.space), kind_of(net), arch_of(net)
+    if kind == "generated":
+        return network_model(space, arch, table.resolution, table.batch_size), {}
+    from converters.onnx_normalize import normalize
+    from converters.torch_reference import exported_network  # torch: only here
+
+    proto = exported_network(space, arch, table.resolution, table.batch_size)
+    return normalize(proto) if kind == "exported_normalized" else (proto, {})
 
 
 def stat_of(table: LatencyTable) -> str:
@@ -192,8 +234,6 @@ def _refill_blocks(
 def _refill_networks(
     session: Session, store: ArtifactStore, table: LatencyTable, nets: list[TableNetwork]
 ) -> None:
-    from converters.blocks import network_model
-
     queued = sum(n.status == "queued" for n in nets)
     space = get_space(table.space)
     for net in nets:
@@ -203,8 +243,9 @@ def _refill_networks(
             continue
         session.refresh(net)
         try:
-            blocks = space.blocks_for(net.arch, table.resolution)
-            proto = network_model(space, net.arch, table.resolution, table.batch_size)
+            kind = kind_of(net)
+            blocks = space.blocks_for(arch_of(net), table.resolution)
+            proto, rewrites = _network_proto(table, net)
             b = table.batch_size
             head = blocks[-1].kind == "head"
             io = (_tensor(blocks[0].in_shape, b), _tensor(blocks[-1].out_shape, b, head))
@@ -214,10 +255,17 @@ def _refill_networks(
                 table,
                 proto,
                 kind="network",
-                name=f"{table.space} r{table.resolution} table {table.id} net {net.idx}",
+                name=f"{table.space} r{table.resolution} table {table.id} net {net.idx} {kind}",
                 io=io,
-                meta={"table_id": table.id, "arch": net.arch},
+                meta={
+                    "table_id": table.id,
+                    "arch": arch_of(net),
+                    KIND_KEY: kind,
+                    "ops": dict(Counter(n.op_type for n in proto.graph.node)),
+                    "rewrites": rewrites,
+                },
             )
+            model.opset = max((o.version for o in proto.opset_import if o.domain == ""), default=17)
         except Exception as exc:
             log.exception("table %s: building network %s failed", table.id, net.idx)
             net.status, net.error, net.finished_at = "failed", f"build failed: {exc}", utcnow()
@@ -237,19 +285,42 @@ def _start_validation(
     _, sums = predictor.predict(archs)
     for i, (arch, s) in enumerate(zip(archs, sums, strict=True)):
         session.add(TableNetwork(table_id=table.id, idx=i, arch=arch, lut_sum_ms=s))
+    n_exp = int(table.settings.get("validate_exported", 0))
+    if n_exp and table.space in EXPORTED_SPACES:  # the same archs first: paired with generated
+        more = [space.sample(rng) for _ in range(max(0, n_exp - len(archs)))]
+        exp_archs = [*archs[:n_exp], *more]
+        _, exp_sums = predictor.predict(exp_archs)
+        idx = len(archs)
+        for kind in EXPORTED_KINDS:
+            for arch, s in zip(exp_archs, exp_sums, strict=True):
+                row = TableNetwork(table_id=table.id, idx=idx, arch={**arch, KIND_KEY: kind})
+                row.lut_sum_ms = s
+                session.add(row)
+                idx += 1
     table.blocks_finished_at = utcnow()
     session.flush()
 
 
 def _finish(session: Session, table: LatencyTable, nets: list[TableNetwork]) -> None:
-    from server.store.table_quality import assess
+    from server.store.table_quality import assess, assess_kinds
 
     stat = stat_of(table)
     ok = [n for n in nets if n.status == "succeeded" and n.lut_sum_ms is not None]
-    meas = [float(value_of(n, stat) or 0.0) for n in ok]
-    quality, calibration = assess([float(n.lut_sum_ms or 0.0) for n in ok], meas)
-    for n, point in zip(ok, (quality or {}).get("points", []), strict=False):
+    gen = [n for n in ok if kind_of(n) == "generated"]
+    meas = [float(value_of(n, stat) or 0.0) for n in gen]
+    quality, calibration = assess([float(n.lut_sum_ms or 0.0) for n in gen], meas)
+    for n, point in zip(gen, (quality or {}).get("points", []), strict=False):
         point["idx"] = n.idx
+    if quality is not None and len(gen) < len(ok):
+        rows = [
+            (kind_of(n), n.idx, json_key(arch_of(n)), float(n.lut_sum_ms or 0.0), value_of(n, stat))
+            for n in ok
+        ]
+        ops: dict[str, Any] = {}
+        for n in ok:
+            model = session.get(Model, n.model_id) if n.model_id else None
+            ops.setdefault(kind_of(n), ((model.meta or {}) if model else {}).get("ops", {}))
+        quality["kinds"] = assess_kinds(rows, quality, calibration, ops)
     table.quality, table.calibration = quality, calibration
     failed = len(nets) - len(ok)
     table.error = f"{failed} of {len(nets)} validation networks failed" if failed else None
@@ -291,6 +362,11 @@ def advance(session: Session, store: ArtifactStore, table: LatencyTable) -> None
         active = any(n.status in ACTIVE for n in nets)
         if not active and _transition(session, table, "validating", "succeeded"):
             _finish(session, table, nets)
+
+
+def json_key(arch: Any) -> str:
+    """A canonical string of an architecture (pairs the kinds of one arch)."""
+    return json.dumps(arch, sort_keys=True)
 
 
 def safely(session: Session, what: str, fn: Any) -> None:

@@ -54,7 +54,8 @@ def export_json(session: Session, table: LatencyTable) -> TableExport:
     validation = [
         {
             "idx": n.idx,
-            "arch": n.arch,
+            "arch": build.arch_of(n),
+            "kind": build.kind_of(n),
             "status": n.status,
             "lut_sum_ms": n.lut_sum_ms,
             "mean_ms": n.mean_ms,

@@ -124,3 +124,54 @@ def assess(
         quality["points"] = _points(lut, oof, meas)
         return quality, calibration
     return quality, None
+
+
+def _ratios(xs: Sequence[float]) -> dict[str, float]:
+    s = sorted(xs)
+    n = len(s)
+    mid = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+    return {"n": n, "mean": math.fsum(s) / n, "median": mid, "min": s[0], "max": s[-1]}
+
+
+def assess_kinds(
+    rows: Sequence[tuple[str, int, str, float, float | None]],
+    quality: dict[str, Any],
+    calibration: dict[str, Any] | None,
+    ops: dict[str, dict[str, int]] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Per kind of validation network, how well the table predicts it.
+
+    ``rows`` are ``(kind, idx, arch key, lut_sum_ms, measured_ms)`` of every measured
+    network. ``generated`` repeats ``quality`` (its own out-of-sample figures); every other
+    kind is scored with the table's final predictor (the calibration fitted on generated
+    networks, if any: out of sample for them by construction) and compared, arch by arch,
+    with the generated network of the same arch (``vs_generated``: measured over measured).
+    """
+    a, b = (calibration["a"], calibration["b"]) if calibration else (1.0, 0.0)
+    by_kind: dict[str, list[tuple[int, str, float, float]]] = {}
+    for kind, idx, key, lut_ms, meas_ms in rows:
+        if meas_ms is not None and meas_ms > 0:
+            by_kind.setdefault(kind, []).append((idx, key, lut_ms, float(meas_ms)))
+    generated = {key: meas for _, key, _, meas in by_kind.get("generated", [])}
+    out: dict[str, dict[str, Any]] = {}
+    for kind, items in by_kind.items():
+        lut = [x[2] for x in items]
+        meas = [x[3] for x in items]
+        if kind == "generated":
+            keys = ("n", "acc5", "acc10", "rmspe", "spearman", "bias", "predictor", "lut_sum")
+            entry = {k: quality[k] for k in keys if k in quality}
+            entry["points"] = quality.get("points", [])
+        else:
+            pred = [a * x + b for x in lut]
+            entry = {**score(pred, meas), "predictor": "linear" if calibration else "lut_sum"}
+            entry["lut_sum"] = score(lut, meas)
+            entry["points"] = [
+                {"idx": i, "lut_sum_ms": x, "predicted_ms": p, "measured_ms": m}
+                for (i, _, x, m), p in zip(items, pred, strict=True)
+            ]
+            paired = [m / generated[k] for _, k, _, m in items if k in generated]
+            if paired:
+                entry["vs_generated"] = _ratios(paired)
+        entry["ops"] = (ops or {}).get(kind, {})
+        out[kind] = entry
+    return out

@@ -79,6 +79,8 @@ def _same(session: Session, body: TableCreate, res: int, device: Device) -> Late
         LatencyTable.threads == body.threads,
     )
     want = {"statistic": body.statistic, "validate_n": body.validate_n, "seed": body.seed}
+    if body.validate_exported:
+        want["validate_exported"] = body.validate_exported
     for t in session.scalars(q.order_by(LatencyTable.id.desc())):
         if all(t.settings.get(k) == v for k, v in want.items()):
             return t
@@ -128,6 +130,11 @@ def create_table(
             f"runtime '{body.runtime}' does not run ONNX blocks natively; tables support "
             f"{', '.join(sorted(NATIVE_RUNTIMES['onnx']))}"
         )
+    if body.validate_exported and space.name not in build.EXPORTED_SPACES:
+        raise TableRejected(
+            f"validate_exported: {space.name} has no reference PyTorch implementation to "
+            f"export; use it with {', '.join(build.EXPORTED_SPACES)} or set it to 0"
+        )
     device = resolve_device(session, body.device, body.runtime, cfg.offline_after_s)
     if not body.fresh and (old := _same(session, body, res, device)) is not None:
         if old.status == "failed":
@@ -137,6 +144,7 @@ def create_table(
         "measure": body.settings.model_dump(),
         "statistic": body.statistic,
         "validate_n": body.validate_n,
+        "validate_exported": body.validate_exported,
         "seed": body.seed,
         "max_attempts": cfg.max_attempts,
     }
@@ -193,7 +201,7 @@ def progress_of(session: Session, table: LatencyTable) -> TableProgress:
     entries = build.entries_of(session, table)
     nets = build.networks_of(session, table)
     b_done = sum(e.status in TERMINAL for e in entries.values())
-    n_total = len(nets) if nets else int(table.settings.get("validate_n", 0))
+    n_total = len(nets) if nets else build.networks_planned(table)
     n_done = sum(n.status in TERMINAL for n in nets)
     return TableProgress(
         done=b_done + n_done,
