@@ -1,0 +1,209 @@
+"""A trained predictor: fusion rules, the runtime's fixed cost, one LightGBM model per family.
+
+Serialised as JSON only (`PredictorBundle.to_json`, `from_json`): LightGBM models travel
+as their text form (``Booster.model_to_string``), never pickled. `predict_onnx` detects
+the model's kernels under the bundle's rules, predicts each kernel's latency with its
+family's regressor (a ridge power law plus LightGBM on its residuals, in
+``log(ms - overhead)``; see `predictor.train`), and adds the runtime's fixed cost
+per run once, as a ``runtime_overhead`` entry of the breakdown, so the breakdown sums to
+``latency_ms``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+import onnx
+from pydantic import BaseModel, ConfigDict, Field
+
+from predictor.configs import RUNTIME_OVERHEAD, KernelConfig, from_kernel
+from predictor.detect import Detection, Kernel, detect_kernels
+from predictor.features import FEATURES
+from predictor.fusion import FusionRules
+
+FORMAT: Literal["latencylab-predictor/1"] = "latencylab-predictor/1"
+FALLBACK = "elementwise"
+
+
+class KernelPrediction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    type: str
+    config: dict[str, Any]
+    latency_ms: float
+
+
+class Prediction(BaseModel):
+    """Predicted latency of one model: the sum of its kernels (``runtime_overhead`` included)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_ms: float
+    kernels: list[KernelPrediction]
+    notes: list[str] = Field(default_factory=list)
+
+
+class FamilyModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    features: list[str]
+    linear_features: list[int] = Field(description="indices of the ridge stage's features")
+    linear_coef: list[float]
+    linear_intercept: float
+    model: str = Field(description="LightGBM Booster.model_to_string(): fits the residuals")
+    ensemble: list[str] = Field(
+        default_factory=list, description="bootstrap models, for the uncertainty only"
+    )
+    samples: int
+    fit_rmspe: float | None = Field(None, description="RMSPE on its own training samples")
+
+
+class BundleData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: Literal["latencylab-predictor/1"] = FORMAT
+    rules: FusionRules
+    overhead_ms: float
+    families: dict[str, FamilyModel]
+    sample_keys: list[str] = Field(default_factory=list)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+def _with_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) -> onnx.ModelProto:
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    names = {i.name for i in out.graph.input}
+    unknown = sorted(set(shapes) - names)
+    if unknown:
+        raise ValueError(f"input_shapes names {unknown}, the model's inputs are {sorted(names)}")
+    for value in out.graph.input:
+        if value.name in shapes:
+            dims = value.type.tensor_type.shape.dim
+            del dims[:]
+            for d in shapes[value.name]:
+                dims.add().dim_value = int(d)
+    return out
+
+
+class PredictorBundle:
+    """A trained predictor (see the module docstring)."""
+
+    def __init__(self, data: BundleData) -> None:
+        self.data = data
+        self._models = {f: lgb.Booster(model_str=m.model) for f, m in data.families.items()}
+        self._ensembles = {
+            f: [lgb.Booster(model_str=s) for s in m.ensemble] for f, m in data.families.items()
+        }
+
+    # ------------------------------------------------------------------ JSON
+    def to_json(self) -> str:
+        return self.data.model_dump_json()
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> PredictorBundle:
+        return cls(BundleData.model_validate_json(text))
+
+    @property
+    def rules(self) -> FusionRules:
+        return self.data.rules
+
+    @property
+    def overhead_ms(self) -> float:
+        return self.data.overhead_ms
+
+    @property
+    def sample_keys(self) -> list[str]:
+        return self.data.sample_keys
+
+    @property
+    def families(self) -> list[str]:
+        return sorted(self.data.families)
+
+    # ------------------------------------------------------------------ kernels
+    def _log_predict(
+        self, cfgs: Sequence[KernelConfig], boosters: str = "main"
+    ) -> list[np.ndarray]:
+        """Log-latency predictions per booster (main model first, then the ensemble)."""
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, cfg in enumerate(cfgs):
+            fam = cfg.family if cfg.family in self._models else FALLBACK
+            if fam not in self._models:
+                raise ValueError(
+                    f"the predictor has no regressor for kernel family {cfg.family!r} and no "
+                    f"{FALLBACK!r} fallback; rebuild it with samples of that family"
+                )
+            groups[fam].append(i)
+        n_models = 1 + (min(len(v) for v in self._ensembles.values()) if boosters == "all" else 0)
+        out = [np.zeros(len(cfgs)) for _ in range(n_models)]
+        for fam, idx in groups.items():
+            x = np.array([FEATURES[fam][1](cfgs[i]) for i in idx], dtype=np.float64)
+            fm = self.data.families[fam]
+            base = x[:, fm.linear_features] @ np.array(fm.linear_coef) + fm.linear_intercept
+            models = [self._models[fam], *self._ensembles[fam]][:n_models]
+            for j, m in enumerate(models):
+                out[j][idx] = base + m.predict(x, num_threads=1)
+        return out
+
+    def predict_configs(self, cfgs: Sequence[KernelConfig]) -> list[float]:
+        """Latency (ms) of each kernel alone, the runtime's fixed cost excluded."""
+        if not cfgs:
+            return []
+        (logs,) = self._log_predict(cfgs)
+        return [float(math.exp(v)) for v in logs]
+
+    def uncertainty(self, cfgs: Sequence[KernelConfig]) -> list[float]:
+        """Spread (std of log-latency) of the bootstrap ensemble, per config."""
+        if not cfgs:
+            return []
+        preds = np.stack(self._log_predict(cfgs, boosters="all"))
+        return [float(v) for v in preds.std(axis=0)]
+
+    # ------------------------------------------------------------------ models
+    def predict_detection(self, det: Detection) -> Prediction:
+        cfgs = [from_kernel(k) for k in det.kernels]
+        missing: dict[str, int] = defaultdict(int)
+        for i, (k, c) in enumerate(zip(det.kernels, cfgs, strict=True)):
+            if c.family not in self._models:
+                missing[c.type] += 1
+                cfgs[i] = _fallback(k)
+        ms = self.predict_configs(cfgs)
+        notes: list[str] = []
+        for t, n in sorted(missing.items()):
+            notes.append(
+                f"{n} kernel(s) of type {t!r} have no regressor of their own: predicted by "
+                f"the {FALLBACK!r} regressor as a pass over their tensor"
+            )
+        kernels = [
+            KernelPrediction(name=RUNTIME_OVERHEAD, type=RUNTIME_OVERHEAD, config={}, latency_ms=self.overhead_ms)
+        ]  # fmt: skip
+        kernels += [
+            KernelPrediction(name=k.name, type=k.type, config=dict(k.config), latency_ms=v)
+            for k, v in zip(det.kernels, ms, strict=True)
+        ]
+        return Prediction(
+            latency_ms=sum(k.latency_ms for k in kernels), kernels=kernels, notes=notes
+        )
+
+    def predict_onnx(
+        self, model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]] | None = None
+    ) -> Prediction:
+        """Predicted latency of ``model`` (``input_shapes`` fix its input shapes by name;
+        other symbolic dimensions are 1)."""
+        if input_shapes:
+            model = _with_shapes(model, input_shapes)
+        return self.predict_detection(detect_kernels(model, self.rules))
+
+
+def _fallback(k: Kernel) -> KernelConfig:
+    """A kernel without a regressor of its own, as one pass over its output tensor."""
+    out = k.config.get("output_shape")
+    dims = [int(d) for d in out] if isinstance(out, list) and out else [1]
+    return KernelConfig(
+        type="unknown", params={"tokens": max(1, math.prod(dims[:-1])), "dim": dims[-1]}
+    )

@@ -1,0 +1,55 @@
+"""Held-out whole networks a predictor is validated on (never trained on).
+
+Real architectures from `predictor.archs` (MobileNetV2/V3, ResNet-18/50, EfficientNet-B0,
+ConvNeXt, RegNetY, GhostNet, DeiT-tiny/small; random weights) at ``resolution`` with a
+width multiplier drawn per network from ``seed`` (0.75-1.25, so they differ from the
+1.0-wide models whose kernels seed the sampling) and BatchNorm folded or left in at
+random; and ``n_random`` random networks from each NAS space (``ofa-proxyless``,
+``ofa-mbv3``, ``fbnet``; `converters.blocks.network_model`), at the space's allowed
+resolution nearest ``resolution`` (fbnet allows 224 only).
+"""
+
+from __future__ import annotations
+
+import random
+
+import onnx
+from pydantic import BaseModel, ConfigDict
+
+from converters.blocks import network_model
+from latencylab.spaces import get_space
+from predictor.archs import ARCHS
+
+SPACES = ("ofa-proxyless", "ofa-mbv3", "fbnet")
+
+
+class ValidationNetwork(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    name: str
+    family: str
+    model: onnx.ModelProto
+
+
+def validation_networks(
+    seed: int, resolution: int = 160, n_random: int = 2, archs: list[str] | None = None
+) -> list[ValidationNetwork]:
+    """The validation set (see the module docstring); same arguments, same networks."""
+    rng = random.Random(f"validation:{seed}")
+    out: list[ValidationNetwork] = []
+    for name in archs or list(ARCHS):
+        fam, build, kw = ARCHS[name]
+        width = round(rng.uniform(0.75, 1.25), 2)
+        bn = rng.random() < 0.5
+        model = build(resolution, width, bn=bn, seed=rng.randrange(2**31), **kw)
+        tag = f"{name}-w{width}-r{resolution}" + ("-bn" if bn else "")
+        out.append(ValidationNetwork(name=tag, family=fam, model=model))
+    for space_name in SPACES:
+        space = get_space(space_name)
+        res = min(space.resolutions, key=lambda r: abs(r - resolution))
+        for i in range(n_random):
+            model = network_model(space, space.sample(rng), res, seed=rng.randrange(2**31))
+            out.append(
+                ValidationNetwork(name=f"{space_name}-{i}-r{res}", family=space_name, model=model)
+            )
+    return out
