@@ -37,9 +37,11 @@ from agents.api import (
 from agents.capabilities import capabilities
 from agents.config import AgentSettings
 from agents.measure import run_isolated
+from agents.measure.batch import batch_job
 from agents.measure.repeats import measure_repeated
 from agents.workdirs import JobDir, sweep
 from converters.archives import ArchiveRejected, extract
+from latencylab.predictors import BATCH_KIND
 from latencylab.schemas import LeasedJob, MeasureResult, MeasureSpec
 
 log = logging.getLogger("latencylab.agent")
@@ -85,7 +87,7 @@ class Agent:
     ) -> None:
         self.settings = settings
         self.measure = measure
-        self.handlers: dict[str, JobHandler] = dict(handlers or {})
+        self.handlers: dict[str, JobHandler] = {BATCH_KIND: batch_job, **(handlers or {})}
         self.describe = describe or (
             lambda: capabilities(settings.device_class, settings.attributes)
         )
@@ -275,7 +277,13 @@ class Agent:
     def _measure(self, job: LeasedJob, workdir: Path) -> MeasureResult:
         try:
             path = self.local_artifact(job, workdir)
-        except (httpx.HTTPError, ProtocolError, OSError, zipfile.BadZipFile, ArchiveRejected) as exc:
+        except (
+            httpx.HTTPError,
+            ProtocolError,
+            OSError,
+            zipfile.BadZipFile,
+            ArchiveRejected,
+        ) as exc:
             return MeasureResult(status="failed", error=f"artifact download failed: {exc}")
         spec = MeasureSpec(
             runtime=job.runtime,

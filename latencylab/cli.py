@@ -32,6 +32,7 @@ from latencylab.cli_common import (
 )
 from latencylab.cli_layout import Col, print_table
 from latencylab.cli_models import models_app
+from latencylab.cli_predictors import predictor_app
 from latencylab.cli_results import print_problems, print_results
 from latencylab.cli_submit import SUBMIT_HELP, submit
 from latencylab.cli_tables import table_app
@@ -46,6 +47,7 @@ token_app = typer.Typer(help="Manage API tokens (admin).", no_args_is_help=True)
 app.add_typer(token_app, name="token")
 app.add_typer(table_app, name="table")
 app.add_typer(models_app, name="models")
+app.add_typer(predictor_app, name="predictor")
 app.command("submit", help=SUBMIT_HELP)(submit)
 
 

@@ -13,6 +13,7 @@ import httpx
 from latencylab.checks import BenchmarkCheckPublic
 from latencylab.config import TokenOrigin, get_client_settings
 from latencylab.errors import ErrorCode, default_code, parse_error
+from latencylab.predictor_client import PredictorMethods
 from latencylab.schemas import (
     BenchmarkCreate,
     BenchmarkPublic,
@@ -90,7 +91,7 @@ class RetryOverload(httpx.HTTPTransport):
         raise AssertionError("unreachable")
 
 
-class Client:
+class Client(PredictorMethods):
     """Talk to a LatencyLab coordinator.
 
     >>> c = Client()  # LATENCYLAB_SERVER / LATENCYLAB_TOKEN, or ./.latencylab/admin.token

@@ -32,6 +32,7 @@ from server.routes import (
     health,
     models,
     pareto,
+    predictors,
     presets,
     tables,
     tokens,
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         presets,
         conversions,
         tables,
+        predictors,
     ):
         api.include_router(module.router)
     app.include_router(api)

@@ -19,6 +19,7 @@ from server.queue.lifecycle import QUEUED_FLAG
 from server.queue.reaper import sweep
 from server.queue.signal import QueueSignal
 from server.store.conversions import BenchmarkKind, ConvertKind
+from server.store.predictor_hooks import BatchKind, SingleKind, ValidationKind
 from server.store.table_hooks import BlockKind, NetworkKind
 
 log = logging.getLogger("latencylab.server")
@@ -42,6 +43,9 @@ def job_kinds() -> JobKinds:
             "convert": ConvertKind(),
             "table_block": BlockKind(),
             "table_network": NetworkKind(),
+            "predictor_batch": BatchKind(),
+            "predictor_single": SingleKind(),
+            "predictor_network": ValidationKind(),
         }
     )
 

@@ -1,0 +1,268 @@
+"""Wire schemas of kernel-level latency predictors (``/api/v1/predictors``) and the local
+predictor the SDK downloads: pydantic only at import time.
+
+A predictor build measures small kernel models on ONE device (many per measurement job,
+``KernelBatch``), trains one regressor per kernel type (the ``predictor`` package, the optional
+``predict`` extra), refines where the regressors are least sure, and scores itself on whole
+networks it never trained on. Field names are the public contract: add, never rename.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from latencylab.fields import Id, RequestModel, Seed, Text
+from latencylab.schemas import MeasureResult, MeasureSettings, Precision, Runtime, UTCDateTime
+
+if TYPE_CHECKING:
+    import onnx
+
+PredictorStatus = Literal["building", "succeeded", "failed"]
+PredictorPhase = Literal["discovery", "initial", "refine", "validate", "done"]
+Statistic = Literal["min", "p50", "mean"]
+
+KERNEL_SETTINGS = MeasureSettings(
+    warmup_runs=5,
+    min_runs=20,
+    min_duration_s=0.1,
+    max_duration_s=1.0,
+    target_rel_ci=0.02,
+    timeout_s=120.0,
+    profile=False,
+)
+"""Settings of each kernel model (one process measures a whole batch, the standard protocol
+for each model in turn; ``timeout_s`` bounds each model, the batch gets the sum)."""
+NETWORK_SETTINGS = MeasureSettings(
+    warmup_runs=5,
+    min_runs=20,
+    min_duration_s=0.3,
+    max_duration_s=3.0,
+    target_rel_ci=0.02,
+    timeout_s=300.0,
+    profile=False,
+)
+"""Settings of each validation network (one fresh process each, as a benchmark)."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class PredictorOptions(RequestModel):
+    """Sizes of a build (defaults: the full build; tests pass tiny ones)."""
+
+    discover_fusion: bool = Field(
+        True, description="Measure the fusion rules on the device first (else default rules)"
+    )
+    fusion_candidates: list[list[Text]] | None = Field(
+        None, max_length=64, description="Fusion candidates to test (default: discovery's list)"
+    )
+    probe_hw: int = Field(56, ge=1, le=512, description="Fusion probes: spatial size")
+    probe_channels: int = Field(32, ge=1, le=2048, description="Fusion probes: channels")
+    probe_kernel: int = Field(1, ge=1, le=11, description="Fusion probes: conv kernel size")
+    initial_per_type: int = Field(60, ge=1, le=5000, description="Initial samples per type")
+    refine_per_type: int = Field(20, ge=0, le=5000, description="Samples per type per round")
+    refine_rounds: int = Field(1, ge=0, le=10, description="Refinement rounds")
+    kinds: list[Text] | None = Field(
+        None, max_length=200, description="Only these kernel types (default: every type)"
+    )
+    kernels_per_job: int = Field(
+        40, ge=1, le=500, description="Kernel models measured in one job (one subprocess)"
+    )
+    bias_check_n: int = Field(
+        8, ge=0, le=500, description="Kernels also measured the standard way (a fresh process each)"
+    )
+    max_failed_share: float = Field(
+        0.1, ge=0, le=1, description="The build fails when more samples than this share failed"
+    )
+    validate_resolution: int = Field(224, ge=16, le=1024, description="Validation input size")
+    validate_random: int = Field(10, ge=0, le=500, description="Random NAS-space networks")
+    validate_only: list[Text] | None = Field(
+        None, max_length=200, description="Only the validation networks of these names/families"
+    )
+    seed: Seed = 0
+
+
+class PredictorCreate(RequestModel):
+    device: Text = Field(
+        "local", min_length=1, max_length=200, description="'local', a name or a key:value selector"
+    )
+    runtime: Runtime = "onnxruntime"
+    threads: int = Field(1, ge=0, le=1024, description="Intra-op threads; 0 = runtime default")
+    precision: Precision = "fp32"
+    batch_size: int = Field(1, ge=1, le=4096)
+    settings: MeasureSettings = Field(
+        default_factory=lambda: KERNEL_SETTINGS.model_copy(),
+        description="Measurement settings of each kernel model (and of the bias check)",
+    )
+    network_settings: MeasureSettings = Field(
+        default_factory=lambda: NETWORK_SETTINGS.model_copy(),
+        description="Measurement settings of each validation network",
+    )
+    statistic: Statistic = Field("min", description="Which statistic is trained and scored")
+    options: PredictorOptions = Field(default_factory=PredictorOptions)
+    fresh: bool = Field(
+        False, description="A new build even if an identical one exists (samples still reused)"
+    )
+
+
+class PredictorResume(RequestModel):
+    """Optional new settings for what is measured from now on (e.g. a longer timeout)."""
+
+    settings: MeasureSettings | None = None
+    network_settings: MeasureSettings | None = None
+
+
+class PredictorProgress(_Model):
+    done: int = 0
+    total: int = 0
+    samples_done: int = 0
+    samples_total: int = 0
+    samples_failed: int = 0
+    samples_reused: int = Field(0, description="Samples measured before this build")
+    probes_done: int = 0
+    probes_total: int = 0
+    bias_done: int = 0
+    bias_total: int = 0
+    networks_done: int = 0
+    networks_total: int = 0
+    networks_failed: int = 0
+    jobs: int = Field(0, description="Measurement jobs this build queued")
+
+
+class ValidationPoint(_Model):
+    name: str
+    family: str
+    predicted_ms: float | None = None
+    measured_ms: float | None = None
+    status: str = "pending"
+    error: str | None = None
+
+
+class BiasPoint(_Model):
+    key: str
+    type: str
+    batched_ms: float
+    single_ms: float
+    ratio: float = Field(description="batched / single")
+
+
+class BiasCheck(_Model):
+    """Kernels measured both inside a batch job and in a fresh process each."""
+
+    n: int = 0
+    median_ratio: float | None = Field(None, description="Median of batched / single")
+    max_abs_dev: float | None = Field(None, description="Largest |ratio - 1|")
+    points: list[BiasPoint] = Field(default_factory=list)
+
+
+class PredictorPublic(_Model):
+    id: int
+    device: str = Field(description="The device it was measured on")
+    device_selector: str
+    runtime: str
+    precision: str
+    batch_size: int
+    threads: int
+    status: PredictorStatus
+    phase: str
+    round: int = 0
+    progress: PredictorProgress
+    settings: dict[str, Any] = Field(default_factory=dict)
+    fusion_rules: dict[str, Any] | None = None
+    accuracy: dict[str, Any] | None = Field(
+        None, description="predictor.accuracy's report (acc5/acc10/RMSPE/rho per family, overall)"
+    )
+    bias: BiasCheck | None = None
+    points: list[ValidationPoint] = Field(default_factory=list)
+    failed_samples: list[dict[str, Any]] = Field(default_factory=list)
+    reused: bool = Field(False, description="POST: an identical build was returned")
+    error: str | None = None
+    created_at: UTCDateTime | None = None
+    finished_at: UTCDateTime | None = None
+
+
+class ModelPredictRequest(RequestModel):
+    model_id: Id
+
+
+class KernelLatency(_Model):
+    name: str
+    type: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    latency_ms: float
+
+
+class ModelPrediction(_Model):
+    predictor_id: int | None = None
+    device: str | None = None
+    runtime: str | None = None
+    latency_ms: float
+    kernels: list[KernelLatency] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    accuracy: dict[str, Any] | None = Field(None, description="The predictor's overall figures")
+
+
+class ModelPredictions(_Model):
+    model_id: int
+    predictions: list[ModelPrediction] = Field(default_factory=list)
+    errors: list[dict[str, Any]] = Field(default_factory=list)
+
+
+# ------------------------------------------------------------------ batch measurement
+class KernelItem(_Model):
+    """One kernel model of a batch job: ``file`` inside the job's zip, its inputs."""
+
+    key: str
+    file: str
+    inputs: list[dict[str, Any]]
+
+
+class KernelManifest(_Model):
+    """``manifest.json`` of a ``predictor_batch`` job's zip artifact."""
+
+    items: list[KernelItem]
+
+
+class KernelOutcome(_Model):
+    key: str
+    result: MeasureResult
+
+
+BATCH_KIND = "predictor_batch"
+"""A job measuring many kernel models in one subprocess (``agents.measure.batch``)."""
+BATCH_ENV_KEY = "kernel_batch"
+"""``MeasureResult.environment`` key of a batch report: the per-model outcomes."""
+
+
+# ------------------------------------------------------------------ local prediction
+class LocalKernelPredictor:
+    """A downloaded predictor bundle: ``predict(path_or_onnx)`` runs kernel detection and the
+    per-type regressors here (needs the ``predict`` extra: onnx, lightgbm)."""
+
+    def __init__(self, bundle_json: str, meta: PredictorPublic | None = None) -> None:
+        from predictor.bundle import PredictorBundle  # the optional extra, only when used
+
+        self.meta = meta
+        self.bundle = PredictorBundle.from_json(bundle_json)
+
+    def predict(
+        self, model: str | Path | onnx.ModelProto, input_shapes: dict[str, list[int]] | None = None
+    ) -> ModelPrediction:
+        import onnx
+
+        proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+        pred = self.bundle.predict_onnx(proto, input_shapes)
+        m = self.meta
+        return ModelPrediction(
+            predictor_id=m.id if m else None,
+            device=m.device if m else None,
+            runtime=m.runtime if m else None,
+            latency_ms=pred.latency_ms,
+            kernels=[KernelLatency.model_validate(k.model_dump()) for k in pred.kernels],
+            notes=list(pred.notes),
+            accuracy=(m.accuracy or {}).get("overall") if m else None,
+        )

@@ -1,0 +1,211 @@
+"""Predictor builds end to end on SQLite and PostgreSQL: a real coordinator, a real agent.
+
+One tiny build per backend (measured fusion rules on 3 candidates, one sample per kernel
+family, one refinement round, 2 kernels in the bias check, 2 small validation networks) runs
+through the batch job kind and is shared; the rest reuse its samples. The full build is
+``latencylab predictor build --device local --runtime onnxruntime --threads 1`` (minutes).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from latencylab.client import LatencyLabError
+from latencylab.predictors import PredictorPublic
+from tests.conftest import Live, _env, cli
+
+QUICK = {
+    "warmup_runs": 2,
+    "min_runs": 10,
+    "min_duration_s": 0.02,
+    "max_duration_s": 0.3,
+    "target_rel_ci": 0.05,
+    "profile": False,
+    "timeout_s": 60,
+}
+OPTIONS: dict[str, Any] = {
+    "fusion_candidates": [["conv", "relu"], ["conv", "add"], ["conv", "add", "relu"]],
+    "probe_hw": 14,
+    "probe_channels": 16,
+    "initial_per_type": 1,
+    "refine_per_type": 1,
+    "refine_rounds": 1,
+    "kernels_per_job": 8,
+    "bias_check_n": 2,
+    "validate_resolution": 32,
+    "validate_random": 0,
+    "validate_only": ["mobilenet_v2", "resnet18"],
+}
+BODY = {
+    "device": "local",
+    "threads": 1,
+    "settings": QUICK,
+    "network_settings": QUICK,
+    "options": OPTIONS,
+}
+
+
+def _sql(live: Live, sql: str, **params: object) -> list[Any]:
+    engine = create_engine(live.database_url)
+    try:
+        with engine.begin() as conn:
+            return list(conn.execute(text(sql), params).all())
+    finally:
+        engine.dispose()
+
+
+def _batch_jobs(live: Live) -> int:
+    return int(_sql(live, "SELECT count(*) FROM jobs WHERE kind = 'predictor_batch'")[0][0])
+
+
+@pytest.fixture(scope="module")
+def built(live: Live) -> PredictorPublic:
+    """The shared build of this backend, through POST /predictors, waited for."""
+    with live.http(live.user_token) as h:
+        r = h.post("/predictors", json=BODY)
+    assert r.status_code == 202, r.text
+    body = r.json()
+    assert body["status"] == "building" and body["reused"] is False
+    seen: list[int] = []
+    with live.client() as c:
+        done = c.wait_predictor(
+            body["id"], timeout=600, on_update=lambda p: seen.append(p.progress.done)
+        )
+    assert done.status == "succeeded", (done.error, done.failed_samples[:3])
+    assert len(set(seen)) > 2, "progress did not move while building"
+    return done
+
+
+def test_tiny_build_runs_through_batch_jobs(live: Live, built: PredictorPublic) -> None:
+    p, g = built, built.progress
+    assert p.device == live.agent_name and p.phase == "done" and p.round == 1
+    assert g.samples_total > 15 and g.samples_done == g.samples_total and g.samples_failed == 0
+    assert g.probes_total >= 6 and g.probes_done == g.probes_total
+    rules = p.fusion_rules or {}
+    assert rules["source"] == "measured" and len(rules["probes"]) >= 2
+    # many kernels per job: the batches are far fewer than the models they measured
+    rows = _sql(
+        live,
+        "SELECT s.job_id, s.measured, s.runs FROM predictor_samples s JOIN predictor_links l "
+        "ON l.sample_id = s.id WHERE l.predictor_id = :p",
+        p=p.id,
+    )
+    assert all(m == 1 and runs > 0 for _, m, runs in rows)  # raw times kept per sample
+    jobs = {j for j, _, _ in rows}
+    kinds = {k for (k,) in _sql(live, "SELECT kind FROM jobs WHERE id IN :ids".replace(
+        ":ids", "(" + ",".join(str(j) for j in jobs) + ")"))}  # fmt: skip
+    assert kinds == {"predictor_batch"} and len(jobs) < len(rows) / 3
+    # the bias check: kernels measured alone as well, batched / single reported
+    b = p.bias
+    assert b is not None and b.n == 2 and b.median_ratio is not None
+    assert all(0.2 < pt.ratio < 5 and pt.single_ms > 0 for pt in b.points)
+    # validation on whole networks never trained on, scored per family and overall
+    assert [pt.status for pt in p.points] == ["succeeded", "succeeded"]
+    assert all(pt.predicted_ms and pt.measured_ms for pt in p.points)
+    acc = p.accuracy or {}
+    assert acc["overall"]["n"] == 2 and set(acc["families"]) == {"mobilenet", "resnet"}
+    assert 0 <= acc["overall"]["acc5"] <= acc["overall"]["acc10"] <= 1
+
+
+def test_predict_via_api_and_sdk_on_an_uploaded_model(
+    live: Live, built: PredictorPublic, model_files: dict[str, Any]
+) -> None:
+    path = model_files["mbv2"]
+    with live.client() as c:
+        m = c.upload_model(str(path), name="mbv2 for predictors")
+        server = c.predict_model(built.id, m.id)
+        local = c.predictor(built.id)
+        assert c.predictor(built.id) is local  # downloaded once
+        here = local.predict(path)
+        listed = c.model_predictions(m.id)
+        bundle = json.loads(c.predictor_bundle(built.id))
+    assert server.latency_ms > 0 and server.device == live.agent_name
+    assert server.latency_ms == pytest.approx(sum(k.latency_ms for k in server.kernels))
+    assert {"dwconv", "pwconv"} <= {k.type.split("+")[0] for k in server.kernels}
+    assert all(k.name and k.type and k.latency_ms >= 0 for k in server.kernels)
+    assert here.latency_ms == pytest.approx(server.latency_ms, rel=1e-9)
+    assert [k.name for k in here.kernels] == [k.name for k in server.kernels]
+    mine = [x for x in listed.predictions if x.predictor_id == built.id]
+    assert mine and mine[0].latency_ms == pytest.approx(server.latency_ms, rel=1e-9)
+    assert bundle["format"].startswith("latencylab-predictor")
+
+
+def test_reuse_then_failure_then_resume_measures_nothing_twice(
+    live: Live, built: PredictorPublic
+) -> None:
+    with live.client() as c:
+        same = c.create_predictor(**BODY)
+        assert same.id == built.id and same.reused and same.status == "succeeded"
+        batches = _batch_jobs(live)
+        # a second build of the same scope: every sample reused; its networks cannot finish
+        broken = {**QUICK, "timeout_s": 0.001}
+        p = c.create_predictor(**{**BODY, "network_settings": broken, "fresh": True})
+        assert p.id != built.id and p.status == "building"
+        failed = c.wait_predictor(p.id, timeout=300)
+        assert failed.progress.samples_total == built.progress.samples_total
+        assert failed.progress.samples_reused >= built.progress.samples_total
+        assert failed.status == "failed" and "validation networks failed" in (failed.error or "")
+        assert failed.progress.networks_failed == 2 and failed.progress.samples_failed == 0
+        with pytest.raises(LatencyLabError) as bad:  # kernel settings other than the timeout
+            c.resume_predictor(p.id, settings={**QUICK, "min_runs": 11})
+        assert bad.value.status_code == 422 and "timeout_s only" in bad.value.detail
+        c.resume_predictor(p.id, network_settings=QUICK)
+        done = c.wait_predictor(p.id, timeout=300)
+    assert done.status == "succeeded", done.error
+    assert [pt.status for pt in done.points] == ["succeeded", "succeeded"]
+    assert _batch_jobs(live) == batches, "a reused or resumed build measured kernels again"
+    twice = _sql(live, "SELECT count(*) FROM predictor_samples WHERE measured > 1")[0][0]
+    assert twice == 0
+
+
+def test_cli_show_build_and_local_predict(
+    live: Live, built: PredictorPublic, model_files: dict[str, Any]
+) -> None:
+    env = _env({"LATENCYLAB_SERVER": live.url, "LATENCYLAB_TOKEN": live.user_token})
+    shown = cli("predictor", "show", str(built.id), env=env, timeout=60)
+    assert shown.returncode == 0 and "overall" in shown.stdout, shown.stderr
+    opts = [f"--option={k}={json.dumps(v)}" for k, v in OPTIONS.items()]
+    quick = json.dumps(QUICK)
+    again = cli("predictor", "build", "--device", "local", "--threads", "1", "--json", *opts,
+                "--settings", quick, "--network-settings", quick, env=env, timeout=60)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    got = json.loads(again.stdout)  # the identical build (this one, or a newer twin)
+    assert got["reused"] and got["status"] == "succeeded" and got["id"] >= built.id
+    pred = cli("predictor", "predict", str(built.id), str(model_files["mbv2"]), "--json", env=env)
+    assert pred.returncode == 0, pred.stderr
+    assert json.loads(pred.stdout)["latency_ms"] > 0
+    none = cli("predictor", "predict", str(built.id), env=env, timeout=60)
+    assert none.returncode == 2 and "--model-id" in none.stderr
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        ({"options": {"initial_per_tipe": 1}}, "initial_per_tipe"),
+        ({"runtime": "tflite"}, "ONNX"),
+        ({"device": "no-such-device"}, "no registered device"),
+        ({"threads": -1}, "threads"),
+        ({"options": {"validate_only": ["no_such_net"]}}, "no_such_net"),
+        ({"options": {"kinds": ["nope"]}}, "nope"),
+        ({"settings": {"min_runs": 5, "max_runs": 2}}, "min_runs"),
+    ],
+)
+def test_bad_bodies_are_refused_clearly(live: Live, body: dict[str, Any], needle: str) -> None:
+    with live.http(live.user_token) as h:
+        r = h.post("/predictors", json=body)
+    assert r.status_code == 422 and needle in r.text, r.text
+
+
+def test_unknown_predictor_and_model_are_404(live: Live, built: PredictorPublic) -> None:
+    with live.http(live.user_token) as h:
+        assert h.get("/predictors/999999").status_code == 404
+        assert h.post("/predictors/999999/resume").status_code == 404
+        assert h.get("/predictors/999999/bundle").status_code == 404
+        r = h.post(f"/predictors/{built.id}/predict", json={"model_id": 999999})
+        assert r.status_code == 404 and "model 999999" in r.json()["detail"]
+        assert h.post(f"/predictors/{built.id}/predict", json={"model": 1}).status_code == 422
+        assert h.get("/models/999999/predictions").status_code == 404
