@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Hashable, Iterable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -73,6 +73,12 @@ class ParetoPoint(_Model):
         description="The result's quality flags; one of severity warning marks the point",
     )
     mode: str | None = Field(None, description="Measurement mode of the result (quick, ...)")
+    predicted: bool = Field(
+        False,
+        description="latency_ms is a predictor's estimate (include_predicted): the model has no "
+        "measured result on this target yet",
+    )
+    predictor_id: int | None = Field(None, description="The predictor of a predicted point")
 
 
 class ParetoResponse(_Model):
@@ -91,6 +97,19 @@ class ParetoResponse(_Model):
     hidden_flagged: int = Field(
         0, description="Models left out by hide_flagged (their latest result is flagged)"
     )
+    predictor_id: int | None = Field(
+        None, description="include_predicted: the predictor whose estimates were added"
+    )
+    predictor_statistic: str | None = Field(
+        None, description="The statistic the predictor estimates (min, p50, mean)"
+    )
+    predictor_accuracy: dict[str, Any] | None = Field(
+        None, description="The predictor's overall accuracy (acc5, acc10, rmspe, spearman, n)"
+    )
+    predicted_failed: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Models the predictor could not estimate: {model_id, name, error}",
+    )
 
 
 class ParetoTarget(_Model):
@@ -103,7 +122,21 @@ class ParetoTarget(_Model):
     models: int = Field(description="Distinct models measured on it")
 
 
+class PredictorTarget(_Model):
+    """A target with a succeeded latency predictor (``include_predicted``)."""
+
+    device: str
+    runtime: str
+    precision: str
+    batch_size: int
+    predictor_id: int = Field(description="The newest succeeded predictor on this target")
+
+
 class ParetoOptions(_Model):
     targets: list[ParetoTarget]
     metrics: list[str] = Field(description="Accuracy metrics that measured models carry")
     tags: list[str] = Field(description="Tags of measured models")
+    predictors: list[PredictorTarget] = Field(
+        default_factory=list,
+        description="include_predicted: targets with a succeeded predictor (also in targets)",
+    )

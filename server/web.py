@@ -12,7 +12,16 @@ from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse, Res
 from fastapi.staticfiles import StaticFiles
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
-PAGES = ("/", "/pareto", "/models", "/models/{model_id}", "/devices", "/tables")
+PAGES = (
+    "/",
+    "/pareto",
+    "/models",
+    "/models/{model_id}",
+    "/devices",
+    "/tables",
+    "/predictors",
+    "/predictors/{predictor_id}",
+)
 PLOTLY_ROUTE = "/static/vendor/plotly.min.js"
 _NO_CACHE = {"Cache-Control": "no-cache"}
 

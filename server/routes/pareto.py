@@ -8,7 +8,7 @@ from latencylab.errors import ErrorCode
 from latencylab.fields import MAX_ID, Text
 from latencylab.pareto import ParetoOptions, ParetoResponse
 from latencylab.schemas import Precision
-from server.deps import CurrentUser, SessionDep
+from server.deps import CurrentUser, SessionDep, StateDep
 from server.errors import ApiError
 from server.openapi import AUTH, errors
 from server.store import pareto as store
@@ -35,6 +35,7 @@ def _ids(raw: str | None) -> list[int] | None:
 @router.get("", response_model=ParetoResponse, responses=errors(404, 422))
 def get_pareto(
     session: SessionDep,
+    state: StateDep,
     _: CurrentUser,
     # Annotated[Text, Query()], not `Text = Query()`: only this form keeps Text's NUL check.
     device: Annotated[Text, Query(description="A device name (as listed by /devices)")],
@@ -49,6 +50,11 @@ def get_pareto(
     model_ids: str | None = Query(None, description="Only these models (comma-separated ids)"),
     hide_flagged: bool = Query(
         False, description="Leave out models whose latest result has a warning quality flag"
+    ),
+    include_predicted: bool = Query(
+        False,
+        description="Add predicted points (the target's newest succeeded predictor) for models "
+        "not measured there yet",
     ),
 ) -> ParetoResponse:
     """Latency (p50) vs accuracy of every model measured on a target, with its Pareto front.
@@ -69,12 +75,18 @@ def get_pareto(
             threads=threads,
             model_ids=_ids(model_ids),
             hide_flagged=hide_flagged,
+            include_predicted=include_predicted,
+            store=state.store,
         )
     except store.ParetoError as exc:
         raise HTTPException(exc.status_code, exc.message) from exc
 
 
 @router.get("/options", response_model=ParetoOptions)
-def get_pareto_options(session: SessionDep, _: CurrentUser) -> ParetoOptions:
+def get_pareto_options(
+    session: SessionDep,
+    _: CurrentUser,
+    include_predicted: bool = Query(False, description="Also the targets of predictors"),
+) -> ParetoOptions:
     """The targets (device, runtime, precision, batch size) with results, metrics and tags."""
-    return store.options(session)
+    return store.options(session, include_predicted)

@@ -14,12 +14,14 @@ from latencylab.pareto import (
     ParetoPoint,
     ParetoResponse,
     ParetoTarget,
+    PredictorTarget,
     pareto_front,
 )
 from latencylab.quality import flagged
 from latencylab.schemas import RUNTIMES
 from latencylab.status import JobStatus
-from server.store import quality
+from server.artifacts import ArtifactStore
+from server.store import pareto_predicted, quality
 
 
 class ParetoError(ValueError):
@@ -51,7 +53,9 @@ def _succeeded(session: Session) -> Any:
         select(Result, Job, Model)
         .join(Job, Result.job_id == Job.id)
         .join(Model, Job.model_id == Model.id)
-        .where(Result.status == JobStatus.succeeded, Model.kind == "user", Model.deleted_at.is_(None))
+        .where(
+            Result.status == JobStatus.succeeded, Model.kind == "user", Model.deleted_at.is_(None)
+        )
         .order_by(Result.id)
     )
 
@@ -77,11 +81,15 @@ def pareto(
     threads: int | None = None,
     model_ids: list[int] | None = None,
     hide_flagged: bool = False,
+    include_predicted: bool = False,
+    store: ArtifactStore | None = None,
 ) -> ParetoResponse:
     """Every model carrying ``metric`` with a succeeded result on that target; the front marked.
 
     ``hide_flagged`` leaves out models whose latest result carries a warning quality flag (the
-    front is computed without them; ``hidden_flagged`` counts them)."""
+    front is computed without them; ``hidden_flagged`` counts them). ``include_predicted``
+    (needs ``store``) adds, from the target's newest succeeded predictor, a predicted point
+    for every other model carrying ``metric``; the front is computed over both kinds."""
     if session.scalar(select(Device.id).where(Device.name == device)) is None:
         known = sorted(session.scalars(select(Device.name)))
         raise ParetoError(
@@ -137,6 +145,33 @@ def pareto(
                 mode=quality.mode_of_result(result),
             )
         )
+    extra: dict[str, Any] = {}
+    if include_predicted and store is not None:
+        target = {"device": device, "runtime": runtime, "precision": precision}
+        pred = pareto_predicted.predictor_for(
+            session, **target, batch_size=batch_size, threads=threads
+        )
+        if pred is not None:
+            models = pareto_predicted.candidates(session, model_ids)
+            for m in models:
+                metrics.update(_accuracy(m))
+            todo = [
+                m
+                for m in models
+                if m.id not in latest
+                and metric in _accuracy(m)
+                and (tag is None or tag in _tags(m))
+            ]
+            more, failed = pareto_predicted.predicted_points(
+                session, store, pred, todo, lambda m: _accuracy(m)[metric], _tags
+            )
+            points.extend(more)
+            extra = {
+                "predictor_id": pred.id,
+                "predictor_statistic": str((pred.settings or {}).get("statistic", "min")),
+                "predictor_accuracy": (pred.accuracy or {}).get("overall"),
+                "predicted_failed": failed,
+            }
     front = pareto_front((p.model_id, p.latency_ms, p.accuracy) for p in points)
     on_front = set(front)
     for p in points:
@@ -153,11 +188,15 @@ def pareto(
         tag=tag,
         metrics=sorted(metrics),
         hidden_flagged=hidden,
+        **extra,
     )
 
 
-def options(session: Session) -> ParetoOptions:
-    """The targets with succeeded results, and the metrics and tags of the models measured."""
+def options(session: Session, include_predicted: bool = False) -> ParetoOptions:
+    """The targets with succeeded results, and the metrics and tags of the models measured;
+    ``include_predicted`` adds the targets of succeeded predictors (listed in ``predictors``
+    with their id, and in ``targets`` with ``models`` 0 when none is measured there) and the
+    metrics and tags of every live user model (any of them can be predicted)."""
     targets: dict[tuple[str, str, str, int], set[int]] = {}
     metrics: set[str] = set()
     tags: set[str] = set()
@@ -168,10 +207,22 @@ def options(session: Session) -> ParetoOptions:
         targets.setdefault(key, set()).add(model.id)
         metrics.update(_accuracy(model))
         tags.update(_tags(model))
+    predictors: dict[tuple[str, str, str, int], int] = {}
+    if include_predicted:
+        predictors = pareto_predicted.predictor_targets(session)
+        for key in predictors:
+            targets.setdefault(key, set())
+        for model in pareto_predicted.candidates(session, None):
+            metrics.update(_accuracy(model))
+            tags.update(_tags(model))
     return ParetoOptions(
         targets=[
             ParetoTarget(device=d, runtime=r, precision=p, batch_size=b, models=len(ids))
             for (d, r, p, b), ids in sorted(targets.items())
+        ],
+        predictors=[
+            PredictorTarget(device=d, runtime=r, precision=p, batch_size=b, predictor_id=i)
+            for (d, r, p, b), i in sorted(predictors.items())
         ],
         metrics=sorted(metrics),
         tags=sorted(tags),

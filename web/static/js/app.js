@@ -8,6 +8,8 @@ import { renderModels } from "./pages/models.js";
 import { renderModel } from "./pages/model.js";
 import { renderDevices } from "./pages/devices.js";
 import { renderTables } from "./pages/tables.js";
+import { renderPredictors } from "./pages/predictors.js";
+import { renderPredictor } from "./pages/predictor.js";
 
 const ROUTES = [
   [/^\/$/, renderOverview, "Overview"],
@@ -16,6 +18,8 @@ const ROUTES = [
   [/^\/models\/(\d+)\/?$/, renderModel, "Model"],
   [/^\/devices\/?$/, renderDevices, "Fleet"],
   [/^\/tables\/?$/, renderTables, "Latency tables"],
+  [/^\/predictors\/?$/, renderPredictors, "Predictors"],
+  [/^\/predictors\/(\d+)\/?$/, renderPredictor, "Predictor"],
 ];
 const NAV = [
   ["/", "Overview"],
@@ -23,6 +27,7 @@ const NAV = [
   ["/models", "Models"],
   ["/devices", "Fleet"],
   ["/tables", "Tables"],
+  ["/predictors", "Predictors"],
 ];
 
 const main = document.getElementById("main");

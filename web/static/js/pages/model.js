@@ -1,11 +1,12 @@
 // One model: its facts, a benchmark form, live jobs, every result, distributions, profile,
 // conversions. Polls while any job of the model is unfinished.
 import { api, ApiError } from "../api.js";
-import { accuracyText, card, clear, fmtBytes, fmtDate, h, notice, tagList } from "../ui.js";
+import { accuracyText, card, clear, errorBox, fmtBytes, fmtDate, h, notice, tagList } from "../ui.js";
 import { benchmarkForm, jobsView } from "./model_bench.js";
 import { resultsView } from "./model_results.js";
 import { conversionsView } from "./model_conversions.js";
 import { modelActions } from "./model_edit.js";
+import { predictedSection } from "./model_predicted.js";
 
 const POLL_MS = 1000;
 
@@ -46,6 +47,8 @@ export async function renderModel(root, { params, query }) {
   const jobsEl = h("div", { id: "jobs" });
   const resultsEl = h("div", { id: "results" });
   const convEl = h("div", { id: "conversions" });
+  const predEl = h("div", { id: "predicted" }, h("p", { class: "muted" }, "Loading predictions…"));
+  const predicted = predictedSection(predEl, id);
   let timer = null;
   let stopped = false;
   let resultsKey = null; // null: draw the results (or their empty state) on the first refresh
@@ -55,6 +58,7 @@ export async function renderModel(root, { params, query }) {
     const key = benches.map((b) => `${b.id}:${b.results.map((r) => r.id).join(",")}`).join(";");
     if (key !== resultsKey) {
       resultsKey = key;
+      predicted.setResults(benches.flatMap((b) => b.results));
       await resultsView(resultsEl, benches, query.get("result"), model);
     }
   };
@@ -92,15 +96,17 @@ export async function renderModel(root, { params, query }) {
     query.get("uploaded") ? notice("ok", "Uploaded and validated. Benchmark it below.") : null,
     h("div", { class: "two-col" }, card("Model", factsEl), card("Benchmark", benchmarkForm(model, devices, onSubmitted))),
     card("Jobs", jobsEl),
+    card("Predicted latency", predEl),
     card("Results", resultsEl),
     card("Conversions", convEl),
     ].filter(Boolean),
   );
-  await refresh();
+  await Promise.all([refresh(), predicted.load().catch((err) => clear(predEl, errorBox(err)))]);
   await conversionsView(convEl, id);
   if (active(benches)) timer = setTimeout(poll, POLL_MS);
   return () => {
     stopped = true;
+    predicted.stop();
     if (timer) clearTimeout(timer);
   };
 }

@@ -7,6 +7,7 @@ import { setQuery } from "../nav.js";
 import { card, clear, emptyState, errorBox, field, h, link, loading, notice, select } from "../ui.js";
 import { drawSeries, seriesLabel, seriesStyle, seriesTable } from "./pareto_series.js";
 import { allTable, compareTable, drawPareto, frontTable } from "./pareto_view.js";
+import { predictedNotice } from "./pareto_predicted.js";
 
 const PRECISIONS = ["fp32", "fp16", "int8"];
 
@@ -26,6 +27,7 @@ function stateFrom(query, opts) {
     tag: query.get("tag") || "",
     log: query.get("log") === "1",
     hide_flagged: query.get("hide_flagged") === "1",
+    hide_predicted: query.get("hide_predicted") === "1",
     compare: query.get("compare") || "",
     series: query.getAll("series").filter((k) => parseSeries(k)),
   };
@@ -53,6 +55,7 @@ function targetPath(s, t, ids) {
   if (s.tag) qs.set("tag", s.tag);
   if (ids) qs.set("model_ids", ids.join(","));
   if (s.hide_flagged) qs.set("hide_flagged", "true");
+  if (!s.hide_predicted) qs.set("include_predicted", "true");
   return `/pareto?${qs}`;
 }
 
@@ -81,7 +84,7 @@ async function fetchViews(s) {
 
 export async function renderPareto(root, { query }) {
   root.append(h("h1", {}, "Pareto explorer"), h("p", { class: "muted lead" }, "Latency (p50, whiskers to p90) against accuracy for every model measured on a target. The front holds the models no other model beats on both."));
-  const opts = await api("/pareto/options");
+  const opts = await api("/pareto/options?include_predicted=true");
   if (!opts.targets.length) {
     root.append(card(null, emptyState("pareto", "Nothing to plot yet: no model has a succeeded benchmark, so there is no latency to place.", ["1. Upload a model with an accuracy metric on ", link("/models", "Models"), ". 2. Open it and press Benchmark. 3. Come back here: each model becomes a point, the best trade-offs form the front."])));
     document.body.dataset.paretoReady = "1";
@@ -143,6 +146,7 @@ export async function renderPareto(root, { query }) {
       field("Overlay", select([["", candidates.length ? "+ add a series…" : "no other target"], ...candidates.map((t) => [seriesKey(t), `${seriesLabel(t)} (${t.models} models)`])], "", { name: "add_series", disabled: !candidates.length || Boolean(s.compare), title: overlayTitle, onchange: (ev) => ev.target.value && addSeries([ev.target.value]) })),
       h("button", { type: "button", class: "secondary", name: "all_runtimes", disabled: !sameDevice.length || Boolean(s.compare), title: sameDevice.length ? `Overlay ${sameDevice.map((t) => t.runtime).join(", ")} on ${s.device}` : `No other runtime measured on ${s.device} at ${s.precision}, batch ${s.batch_size}`, onclick: () => addSeries(sameDevice.map(seriesKey)) }, "Overlay every runtime here"),
       h("label", { class: "check" }, h("input", { type: "checkbox", name: "log", checked: s.log, onchange: on("log", (el) => el.checked) }), " log latency axis"),
+      h("label", { class: "check", title: "Predicted points (hollow markers) place the models not measured on this target yet, from its predictor; a measured result replaces each" }, h("input", { type: "checkbox", name: "hide_predicted", checked: s.hide_predicted, onchange: on("hide_predicted", (el) => el.checked) }), " hide predicted"),
       h("label", { class: "check", title: "Leave out models whose latest result has a quality flag (open red markers): high CoV, several modes, CI not converged, too few runs, busy host, repeats disagreeing" }, h("input", { type: "checkbox", name: "hide_flagged", checked: s.hide_flagged, onchange: on("hide_flagged", (el) => el.checked) }), " hide flagged"),
       h(
         "button",
@@ -203,6 +207,8 @@ function showView(body, s, { a, b, hidden, disjoint, compareError, overlays }) {
   } else if (hidden) {
     body.append(notice("info", `Comparing the ${a.points.length} models measured on both devices (${hidden} measured on only one are left out).`));
   }
+  const note = predictedNotice(a);
+  if (note) body.append(note);
   if (a.hidden_flagged) body.append(Object.assign(notice("info", `${a.hidden_flagged} model(s) with flagged results hidden (hide flagged); the front is computed without them.`), { id: "pareto-hidden-flagged" }));
   if (!a.points.length) {
     const why = a.metrics.length
@@ -232,6 +238,10 @@ function showSeries(body, s, all) {
   // A series that failed keeps its place (its color and shape stay those of its chip), empty.
   for (const f of all.filter((v) => v.error)) body.append(notice("warn", `Series ${seriesLabel(parseSeries(f.key))} has nothing to draw: ${f.error}`));
   const views = all.map((v) => (v.error ? { ...parseSeries(v.key), metric: s.metric, points: [], front: [] } : v));
+  for (const v of views) {
+    const note = predictedNotice(v);
+    if (note) body.append(note);
+  }
   for (const v of views) if (v.hidden_flagged) body.append(notice("info", `${seriesLabel(v)}: ${v.hidden_flagged} model(s) with flagged results hidden (hide flagged).`));
   const empty = all.filter((v) => !v.error && !v.points.length);
   if (empty.length) body.append(notice("info", `No model with metric “${s.metric}”${s.tag ? ` and tag “${s.tag}”` : ""} on ${empty.map(seriesLabel).join("; ")}: ${empty.length === 1 ? "that series is in the legend but has" : "those series are in the legend but have"} nothing to draw.`));

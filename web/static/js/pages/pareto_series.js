@@ -3,8 +3,9 @@
 // entry per series; and the table of every model across the series.
 import { COLORS, plot } from "../charts.js";
 import { isFlagged } from "../quality.js";
-import { fmtMs, fmtNum, h, link, table } from "../ui.js";
+import { fmtNum, h, link, table } from "../ui.js";
 import { FLAG_LEGEND, MAX_LABELS, hookClicks, labelPoints, logTicks, markerTrace } from "./pareto_view.js";
+import { PREDICTED_LEGEND, frontLine, latencyCell, predictedTrace } from "./pareto_predicted.js";
 
 /** Marker shapes of the overlaid series, in order (colors: COLORS, in order). */
 export const SYMBOLS = ["diamond", "circle", "square", "triangle-up", "pentagon", "star", "hexagon", "cross"];
@@ -34,11 +35,13 @@ function labelOnce(fronts) {
 /** Several targets' points on one chart: each series in its own color and shape with its own
  * front (staircase). The legend has one entry per series (a marker-only stand-in, so a flagged
  * first point does not restyle it); clicking it hides the whole series. Every trace carries
- * meta {series, role} (role: line, dominated, front, legend). */
+ * meta {series, role} (role: line, dominated, front, legend, predicted). */
 export function drawSeries(el, views, { log = false, yRange, height = 520 }) {
   const traces = [];
   const all = views.flatMap((v) => v.points);
-  const fronts = views.map((v) => v.points.filter((p) => p.on_front).sort((a, b) => a.latency_ms - b.latency_ms));
+  // The staircase runs through every front point; markers and labels of predicted ones differ.
+  const lines = views.map((v) => v.points.filter((p) => p.on_front).sort((a, b) => a.latency_ms - b.latency_ms));
+  const fronts = lines.map((f) => f.filter((p) => !p.predicted));
   const named = labelOnce(fronts);
   const label = named.flat().filter(Boolean).length <= MAX_LABELS;
   views.forEach((v, i) => {
@@ -46,8 +49,9 @@ export function drawSeries(el, views, { log = false, yRange, height = 520 }) {
     const name = seriesLabel(v);
     const group = `series-${i}`;
     const front = fronts[i];
-    const rest = v.points.filter((p) => !p.on_front);
-    const line = { type: "scatter", mode: "lines", name: `${name} · front`, x: front.map((p) => p.latency_ms), y: front.map((p) => p.accuracy), line: { color, width: 2, shape: "hv" }, hoverinfo: "skip" };
+    const rest = v.points.filter((p) => !p.on_front && !p.predicted);
+    const guessed = v.points.filter((p) => p.predicted);
+    const line = frontLine(lines[i], { color, name: `${name} · front` });
     const dominated = markerTrace(rest, `${name} · dominated`, { color, opacity: 0.45, size: 9, symbol, line: { color, width: 1 } }, v.metric);
     const onFront = markerTrace(front, `${name} · on the front`, { color, size: 12, symbol, line: { color: "#111827", width: 1 } }, v.metric);
     const legend = { type: "scatter", mode: "lines+markers", name, x: [null], y: [null], customdata: [], line: { color, width: 2 }, marker: { color, symbol, size: 11, line: { color: "#111827", width: 1 } }, hoverinfo: "skip" };
@@ -55,18 +59,28 @@ export function drawSeries(el, views, { log = false, yRange, height = 520 }) {
       labelPoints(onFront, front, { log, yRange, all, color });
       onFront.text = onFront.text.map((t, j) => (named[i][j] ? t : ""));
     }
-    for (const [t, role] of [[line, "line"], [dominated, "dominated"], [onFront, "front"], [legend, "legend"]]) {
+    const parts = [[line, "line"], [dominated, "dominated"], [onFront, "front"], [legend, "legend"]];
+    for (const [t, role] of parts) {
       t.legendgroup = group;
       t.showlegend = role === "legend";
       t.meta = { series: i, role };
       if (t.hovertemplate) t.hovertemplate = t.hovertemplate.replace("<extra></extra>", `<extra>${name}</extra>`);
     }
-    traces.push(line, dominated, onFront, legend);
+    if (guessed.length) {
+      const t = predictedTrace(guessed, { color, dimColor: color, symbol, name: `${name} · predicted`, metric: v.metric, statistic: v.predictor_statistic || "min" });
+      t.legendgroup = group;
+      t.showlegend = false;
+      t.meta = { series: i, role: "predicted" };
+      t.hovertemplate = t.hovertemplate.replace("<extra></extra>", `<extra>${name}</extra>`);
+      parts.push([t, "predicted"]);
+    }
+    traces.push(...parts.map(([t]) => t));
   });
   if (all.some(isFlagged)) traces.push(FLAG_LEGEND);
+  if (all.some((p) => p.predicted)) traces.push({ type: "scatter", mode: "markers", name: PREDICTED_LEGEND, x: [null], y: [null], customdata: [], marker: { symbol: "circle-open-dot", color: "#6b7280", size: 11, line: { width: 2 } }, hoverinfo: "skip" });
   const layout = {
     height,
-    xaxis: { title: { text: `latency p50 (ms)${log ? ", log scale" : ""}` }, type: log ? "log" : "linear", ...(log ? logTicks(all) : {}), gridcolor: "#e5e7eb", zeroline: false },
+    xaxis: { title: { text: `latency p50 (ms)${all.some((p) => p.predicted) ? "; hollow: predicted" : ""}${log ? ", log scale" : ""}` }, type: log ? "log" : "linear", ...(log ? logTicks(all) : {}), gridcolor: "#e5e7eb", zeroline: false },
     yaxis: { title: { text: views[0].metric }, range: yRange, gridcolor: "#e5e7eb", zeroline: false },
     showlegend: true,
     legend: { orientation: "h", y: -0.18 },
@@ -91,7 +105,7 @@ export function seriesTable(views) {
   const cell = (p, i) => {
     if (!p) return h("span", { class: "muted" }, "not measured");
     const mark = p.on_front ? h("span", { class: "on-front", style: `color:${seriesStyle(i).color}`, title: "on this series' front" }, "◆ ") : null;
-    return h("span", { dataset: { series: i, onFront: p.on_front ? "1" : "0" } }, mark, fmtMs(p.latency_ms));
+    return h("span", { dataset: { series: i, onFront: p.on_front ? "1" : "0", predicted: p.predicted ? "1" : "0" } }, mark, latencyCell(p));
   };
   return h(
     "div",

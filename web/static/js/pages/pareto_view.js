@@ -3,6 +3,7 @@ import { COLORS, plot } from "../charts.js";
 import { navigate } from "../nav.js";
 import { flagCell, flagHover, isFlagged } from "../quality.js";
 import { fmtBytes, fmtMs, fmtNum, h, link, table } from "../ui.js";
+import { frontLine, latencyCell, predictedTrace, splitPredicted } from "./pareto_predicted.js";
 
 function customdata(points) {
   return points.map((p) => [p.name, p.p90_ms ?? p.latency_ms, fmtBytes(p.size), p.model_id, (p.tags || []).join(", ") || "–", isFlagged(p) ? `<br>${flagHover(p)}` : "", p.mode || "–"]);
@@ -103,26 +104,28 @@ export function labelPoints(trace, front, { log, yRange, all, color = "#374151" 
 export function drawPareto(el, view, { log = false, yRange, colorIndex = 0, height = 460, legend = true }) {
   const color = COLORS[colorIndex % COLORS.length];
   const front = view.points.filter((p) => p.on_front).sort((a, b) => a.latency_ms - b.latency_ms);
-  const rest = view.points.filter((p) => !p.on_front);
+  const { measured, predicted } = splitPredicted(view.points);
+  const measuredFront = front.filter((p) => !p.predicted);
+  const rest = measured.filter((p) => !p.on_front);
   const traces = [
-    {
-      type: "scatter",
-      mode: "lines",
-      name: "front",
-      x: front.map((p) => p.latency_ms),
-      y: front.map((p) => p.accuracy),
-      line: { color, width: 2, shape: "hv" },
-      hoverinfo: "skip",
-    },
+    frontLine(front, { color }),
     markerTrace(rest, "dominated", { color: "#9ca3af", size: 9, line: { color: "#6b7280", width: 1 } }, view.metric),
-    markerTrace(front, "on the front", { color, size: 12, symbol: "diamond", line: { color: "#111827", width: 1 } }, view.metric),
+    markerTrace(measuredFront, "on the front", { color, size: 12, symbol: "diamond", line: { color: "#111827", width: 1 } }, view.metric),
   ];
-  if (front.length <= MAX_LABELS) labelPoints(traces[2], front, { log, yRange, all: view.points });
+  if (measuredFront.length <= MAX_LABELS) labelPoints(traces[2], measuredFront, { log, yRange, all: view.points });
+  if (predicted.length) {
+    const t = predictedTrace(predicted, { color, symbol: "circle", frontSymbol: "diamond", metric: view.metric, statistic: view.predictor_statistic || "min" });
+    if (front.length <= MAX_LABELS) {
+      labelPoints(t, predicted, { log, yRange, all: view.points });
+      t.text = t.text.map((x, j) => (predicted[j].on_front && x ? `${x} (predicted)` : ""));
+    }
+    traces.push(t);
+  }
   if (view.points.some(isFlagged)) traces.push(FLAG_LEGEND);
   const ticks = log ? logTicks(view.points) : {};
   const layout = {
     height,
-    xaxis: { title: { text: `latency p50 (ms)${log ? ", log scale" : ""}` }, type: log ? "log" : "linear", ...ticks, gridcolor: "#e5e7eb", zeroline: false },
+    xaxis: { title: { text: `latency p50 (ms)${predicted.length ? `; hollow: predicted ${view.predictor_statistic || "min"}` : ""}${log ? ", log scale" : ""}` }, type: log ? "log" : "linear", ...ticks, gridcolor: "#e5e7eb", zeroline: false },
     yaxis: { title: { text: view.metric }, range: yRange, gridcolor: "#e5e7eb", zeroline: false },
     showlegend: legend,
     hovermode: "closest",
@@ -150,15 +153,15 @@ export function frontTable(view) {
       [
         { label: "#", value: (p) => front.indexOf(p) + 1 },
         { label: "model", value: (p) => link(`/models/${p.model_id}`, p.name) },
-        { label: "p50", class: "num", value: (p) => fmtMs(p.latency_ms) },
+        { label: "p50", class: "num", value: (p) => latencyCell(p) },
         { label: "p90", class: "num", value: (p) => fmtMs(p.p90_ms) },
         { label: view.metric, class: "num", value: (p) => fmtNum(p.accuracy) },
         { label: "size", class: "num", value: (p) => fmtBytes(p.size) },
         { label: "tags", value: (p) => (p.tags || []).join(", ") },
-        { label: "quality", value: (p) => flagCell(p) },
+        { label: "quality", value: (p) => (p.predicted ? h("span", { class: "muted" }, "predicted") : flagCell(p)) },
       ],
       front,
-      { rowAttrs: (p) => ({ class: "front-row", dataset: { modelId: p.model_id } }) },
+      { rowAttrs: (p) => ({ class: `front-row${p.predicted ? " predicted" : ""}`, dataset: { modelId: p.model_id, predicted: p.predicted ? "1" : "0" } }) },
     ),
   );
 }
@@ -172,16 +175,17 @@ export function allTable(view) {
       [
         { label: "model", value: (p) => link(`/models/${p.model_id}`, p.name) },
         { label: "front", value: (p) => (p.on_front ? h("span", { class: "on-front" }, "◆ front") : h("span", { class: "muted" }, "dominated")) },
-        { label: "p50", class: "num", value: (p) => fmtMs(p.latency_ms) },
+        { label: "p50", class: "num", value: (p) => latencyCell(p) },
         { label: "p90", class: "num", value: (p) => fmtMs(p.p90_ms) },
         { label: "p99", class: "num", value: (p) => fmtMs(p.p99_ms) },
         { label: view.metric, class: "num", value: (p) => fmtNum(p.accuracy) },
         { label: "size", class: "num", value: (p) => fmtBytes(p.size) },
         { label: "threads", class: "num", value: (p) => p.threads ?? "–" },
         { label: "tags", value: (p) => (p.tags || []).join(", ") },
-        { label: "quality", value: (p) => flagCell(p) },
+        { label: "quality", value: (p) => (p.predicted ? h("span", { class: "muted" }, "predicted") : flagCell(p)) },
       ],
       view.points,
+      { rowAttrs: (p) => ({ dataset: { modelId: p.model_id, predicted: p.predicted ? "1" : "0" } }) },
     ),
   );
 }
@@ -197,9 +201,9 @@ export function compareTable(a, b) {
       [
         { label: "model", value: (p) => link(`/models/${p.model_id}`, p.name) },
         { label: a.metric, class: "num", value: (p) => fmtNum(p.accuracy) },
-        { label: `${a.device} p50`, class: "num", value: (p) => fmtMs(p.latency_ms) },
+        { label: `${a.device} p50`, class: "num", value: (p) => latencyCell(p) },
         { label: `on ${a.device}`, value: (p) => mark(p.on_front) },
-        { label: `${b.device} p50`, class: "num", value: (p) => fmtMs(byB[p.model_id].latency_ms) },
+        { label: `${b.device} p50`, class: "num", value: (p) => latencyCell(byB[p.model_id]) },
         { label: `on ${b.device}`, value: (p) => mark(byB[p.model_id].on_front) },
         { label: `${b.device} / ${a.device}`, class: "num", value: (p) => `${fmtNum(byB[p.model_id].latency_ms / p.latency_ms)}×` },
       ],
