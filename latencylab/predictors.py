@@ -266,3 +266,26 @@ class LocalKernelPredictor:
             notes=list(pred.notes),
             accuracy=(m.accuracy or {}).get("overall") if m else None,
         )
+
+
+# ------------------------------------------------------------------ users' own models
+class TrackedPoint(_Model):
+    """One user model measured on the predictor's device and settings, and its prediction."""
+
+    model_id: int
+    name: str
+    result_id: int
+    measured_ms: float
+    predicted_ms: float | None = None
+    error: str | None = Field(None, description="Why no prediction (e.g. no ONNX file yet)")
+
+
+class TrackedReport(_Model):
+    """How the predictor does on the models users benchmarked (newest result per model)."""
+
+    predictor_id: int
+    statistic: str
+    points: list[TrackedPoint] = Field(default_factory=list)
+    accuracy: dict[str, Any] | None = Field(
+        None, description="predictor.accuracy's report over the predicted points (family 'user')"
+    )

@@ -198,6 +198,11 @@ def admit(token: ApiToken | None, scopes: tuple[str, ...]) -> ApiToken:
             f"{token.revoked_at.isoformat(timespec='seconds')}Z; ask an admin for a new one",
             headers=_CHALLENGE,
         )
+    return in_scope(token, scopes)
+
+
+def in_scope(token: ApiToken, scopes: tuple[str, ...]) -> ApiToken:
+    """``token`` if its scope may call a route of ``scopes`` (admin always may), else 403."""
     if token.scope != "admin" and token.scope not in scopes:
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
@@ -227,13 +232,7 @@ def require(*scopes: str) -> Callable[[ApiToken], Awaitable[ApiToken]]:
     """A dependency that admits tokens of the given scopes (admin is always admitted)."""
 
     async def check(token: Annotated[ApiToken, Depends(get_token)]) -> ApiToken:
-        if token.scope != "admin" and token.scope not in scopes:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"this route needs a token with scope {' or '.join(scopes) or 'admin'}; "
-                f"yours has scope '{token.scope}'",
-            )
-        return token
+        return in_scope(token, scopes)
 
     return check
 

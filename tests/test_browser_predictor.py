@@ -180,6 +180,13 @@ def test_model_page_shows_prediction_before_and_beside_a_benchmark(
     assert err == pytest.approx((pred["latency_ms"] - measured) / measured, rel=1e-6)
     page.wait_for_selector("#results tr[data-result-id]")
     tab.shot("model-predicted-measured")
+    # the predictor page tracks it among the users' own models, predicted beside measured
+    page = tab.open(f"/predictors/{built['id']}")
+    tracked = page.locator(f"#predictor-tracked tr[data-model-id='{models['measured']}']")
+    tracked.wait_for(timeout=30_000)
+    cells = tracked.locator("td")
+    assert cells.nth(1).inner_text() == fmt_ms(measured)
+    assert cells.nth(2).inner_text() == fmt_ms(pred["latency_ms"])
     tab.close()
 
 

@@ -134,6 +134,42 @@ def test_predict_via_api_and_sdk_on_an_uploaded_model(
     assert bundle["format"].startswith("latencylab-predictor")
 
 
+def test_every_measured_user_benchmark_becomes_a_tracked_point(
+    live: Live, built: PredictorPublic, model_files: dict[str, Any]
+) -> None:
+    """A user model benchmarked on the predictor's device and settings shows up in
+    /tracked with its measured statistic and its prediction, scored as family 'user'."""
+    with live.client() as c:
+        m = c.upload_model(str(model_files["mbv2"]), name="mbv2 tracked")
+        target = {"runtime": "onnxruntime", "device": live.agent_name, "threads": 1}
+        other = {"runtime": "onnxruntime", "device": live.agent_name, "threads": 2}
+        done = c.wait(c.benchmark(m.id, [target, other], settings=QUICK).id, timeout=300)
+        predicted = c.predict_model(built.id, m.id).latency_ms
+    assert [r.status for r in done.results] == ["succeeded", "succeeded"]
+    mine = next(r for r in done.results if r.threads == 1)
+    stat = built.settings["statistic"]
+    with live.http(live.user_token) as h:
+        r = h.get(f"/predictors/{built.id}/tracked")
+        assert h.get(f"/predictors/{built.id}/tracked", params={"limit": 0}).status_code == 422
+    assert r.status_code == 200, r.text
+    report = r.json()
+    points = [pt for pt in report["points"] if pt["model_id"] == m.id]
+    assert len(points) == 1  # the threads=2 result is another setting: not this predictor's
+    (pt,) = points
+    assert pt["result_id"] == mine.id and report["statistic"] == stat
+    assert pt["measured_ms"] == pytest.approx(getattr(mine.latency_ms, stat), rel=1e-9)
+    assert pt["predicted_ms"] == pytest.approx(predicted, rel=1e-9)
+    acc = report["accuracy"]
+    assert set(acc["families"]) == {"user"} and acc["overall"]["n"] == sum(
+        p["predicted_ms"] is not None for p in report["points"]
+    )
+    with live.client() as c:
+        c.delete_model(m.id)
+    with live.http(live.user_token) as h:
+        after = h.get(f"/predictors/{built.id}/tracked").json()
+    assert m.id not in {p["model_id"] for p in after["points"]}  # a deleted model drops out
+
+
 def test_reuse_then_failure_then_resume_measures_nothing_twice(
     live: Live, built: PredictorPublic
 ) -> None:

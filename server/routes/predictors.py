@@ -11,9 +11,11 @@ from latencylab.predictors import (
     PredictorCreate,
     PredictorPublic,
     PredictorResume,
+    TrackedReport,
 )
 from server.deps import CurrentUser, SessionDep, StateDep
 from server.openapi import AUTH, errors
+from server.store import predictor_tracking
 from server.store import predictors as store
 from server.store.models import find_model
 
@@ -133,3 +135,24 @@ def model_predictions(
 ) -> ModelPredictions:
     """The model's predicted latency on every device that has a succeeded predictor."""
     return store.model_predictions(session, state.store, find_model(session, model_id))
+
+
+@router.get(
+    "/predictors/{predictor_id}/tracked",
+    response_model=TrackedReport,
+    responses=errors(404, 409, 422),
+)
+def tracked(
+    predictor_id: Id,
+    session: SessionDep,
+    state: StateDep,
+    _: CurrentUser,
+    limit: int = Query(100, ge=1, le=500),
+) -> TrackedReport:
+    """Predicted vs measured on the users' own benchmarked models, with its accuracy."""
+    p = _predictor(session, predictor_id)
+    try:
+        store.bundle_json(session, p)  # 409 before the first training
+    except store.PredictorRejected as exc:
+        raise HTTPException(exc.status_code, exc.message) from exc
+    return predictor_tracking.tracked(session, state.store, p, limit)

@@ -4,7 +4,7 @@
 import { api, ApiError } from "../api.js";
 import { ago, badge, card, clear, errorBox, h, notice } from "../ui.js";
 import { BUILD_HINT, predictorProgress, threadsText } from "./predictors.js";
-import { accuracyCard, biasCard, failedCard, networksCard } from "./predictor_view.js";
+import { accuracyCard, biasCard, failedCard, networksCard, trackedCard } from "./predictor_view.js";
 
 const POLL_MS = 1500;
 const PHASES = [
@@ -100,7 +100,9 @@ export async function renderPredictor(root, { params, query }) {
     const key = `${p.status}:${p.progress.done}:${p.phase}`;
     if (key !== drawn) {
       drawn = key;
-      clear(parts.report, accuracyCard(p), h("div", { class: "two-col" }, biasCard(p), fusionCard(p)), networksCard(p), failedCard(p));
+      const tracked = h("div", { id: "predictor-tracked" }, trackedCard(null));
+      clear(parts.report, accuracyCard(p), tracked, h("div", { class: "two-col" }, biasCard(p), fusionCard(p)), networksCard(p), failedCard(p));
+      if (p.status === "succeeded") api(`/predictors/${id}/tracked`).then((r) => clear(tracked, trackedCard(r)), (err) => tracked.append(errorBox(err)));
     }
   };
   const schedule = () => {

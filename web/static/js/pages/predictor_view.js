@@ -153,3 +153,26 @@ export function failedCard(p) {
     rows.length < g.samples_failed ? h("p", { class: "muted small-print" }, `The first ${rows.length} shown.`) : null,
   );
 }
+
+/** The users' own benchmarked models on this predictor's device and settings (GET /tracked). */
+export function trackedCard(report) {
+  if (!report) return card("Your models", h("p", { class: "muted" }, "Shown once the predictor is trained: every model benchmarked on this device with the same runtime, precision, batch and threads, predicted beside measured."));
+  const pts = report.points || [];
+  const acc = report.accuracy;
+  const err = (p) => (p.predicted_ms ? (p.predicted_ms - p.measured_ms) / p.measured_ms : null);
+  return card(
+    "Your models",
+    h("p", { class: "muted" }, `Newest measured result (${report.statistic}) of each user model on this device and settings, with its prediction. Each benchmark you run adds a point.`),
+    acc ? h("div", { class: "stats" }, stat("models", String(acc.overall.n), "tracked-n"), stat("within ±10%", pct(acc.overall.acc10), "tracked-acc10"), stat("RMSPE", pct(acc.overall.rmspe), "tracked-rmspe")) : null,
+    table(
+      [
+        { label: "model", value: (p) => h("a", { href: `/models/${p.model_id}` }, p.name) },
+        { label: "measured", class: "num", value: (p) => fmtMs(p.measured_ms) },
+        { label: "predicted", class: "num", value: (p) => (p.predicted_ms ? fmtMs(p.predicted_ms) : h("span", { class: "muted", title: p.error || "" }, "–")) },
+        { label: "error", class: "num", value: (p) => signed(err(p)) },
+      ],
+      pts,
+      { rowAttrs: (p) => ({ dataset: { modelId: p.model_id } }), empty: "No model benchmarked on this device and settings yet." },
+    ),
+  );
+}
