@@ -111,6 +111,13 @@ def build(
     batch_size: int = 1,
     precision: str = "fp32",
     validate_n: Annotated[int, typer.Option(help="Random archs measured whole")] = 100,
+    validate_exported: Annotated[
+        int,
+        typer.Option(
+            help="Of those, how many also measured as exported from a reference-style PyTorch "
+            "module, as is and normalised (ofa-proxyless, ofa-mbv3)"
+        ),
+    ] = 0,
     seed: int = 0,
     statistic: Annotated[str, typer.Option(help="min | p50 | mean")] = "min",
     fresh: Annotated[bool, typer.Option(help="New table even if an identical one exists")] = False,
@@ -131,6 +138,7 @@ def build(
             precision=precision,
             validate_n=validate_n,
             seed=seed,
+            **({"validate_exported": validate_exported} if validate_exported else {}),
             statistic=statistic,
             fresh=fresh,
         )

@@ -34,7 +34,7 @@ from db.models import Device, Model
 from db.nas import TableEntry
 from latencylab.spaces import get_space
 from server.store.table_build import EXPORTED_SPACES
-from tests.conftest import fresh_postgres_database, running_coordinator
+from tests.conftest import _env, cli, fresh_postgres_database, running_coordinator
 
 RES = 128
 QUICK = {
@@ -184,6 +184,10 @@ def test_table_build_reports_generated_and_exported_kinds(backend: str, tmp_path
         with live.http(live.user_token) as h:
             bad = h.post("/tables", json={"space": "fbnet", "validate_exported": 2})
             assert bad.status_code == 422 and "reference PyTorch" in bad.text
+        env = _env({"LATENCYLAB_SERVER": live.url, "LATENCYLAB_TOKEN": live.user_token})
+        out = cli("table", "build", "--space", "fbnet", "--validate-exported", "2", env=env)
+        assert out.returncode == 2 and "reference PyTorch" in out.stderr, out  # flag reaches it
+        with live.http(live.user_token) as h:
             body = {
                 "space": "ofa-proxyless",
                 "resolution": RES,
