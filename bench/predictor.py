@@ -9,10 +9,16 @@
    fresh process each, to show batching does not bias them. ``--timer cpu`` (default)
    times runs by the thread's CPU time, for a shared, loaded machine (docs/predictor.md);
    ``--timer wall`` is the agent's runner and `agents.measure.run_isolated` unchanged;
-3. train (`predictor.train.train`), then ``--refine`` rounds of `plan_refinement`;
-4. measure the held-out `validation_networks` end to end, one fresh process each, the
-   standard protocol, and score predicted against measured (`predictor.accuracy.score`);
-5. time predictions: ``predict_onnx`` (kernel detection included) and the regressors alone
+3. train (`predictor.train.train`, with the samples' layout-conversion times from their
+   profiles for the `predictor.layout.LayoutModel`), then ``--refine`` rounds of
+   `plan_refinement`;
+4. measure the `calibration_networks` (224 px, width 1.0, and NAS networks of their own
+   seed: disjoint from the validation set) and fit a `predictor.calibration.Calibration`
+   on them (``--no-calibration``: skip);
+5. measure the held-out `validation_networks` end to end, one fresh process each, the
+   standard protocol, and score predicted against measured (`predictor.accuracy.score`),
+   calibrated and not;
+6. time predictions: ``predict_onnx`` (kernel detection included) and the regressors alone
    (``predict_detection``) on a ~200-kernel graph.
 
 Prints a report and writes it to ``bench/results/predictor.json``.
@@ -39,12 +45,13 @@ from latencylab.schemas import MeasureResult, MeasureSettings
 from predictor.accuracy import score
 from predictor.archs import convnext
 from predictor.bundle import PredictorBundle
+from predictor.calibration import Calibration, apply, fit_calibration
 from predictor.configs import KernelConfig
 from predictor.detect import detect_kernels
 from predictor.kernel_models import kernel_model
 from predictor.sampling import plan_initial, plan_refinement, real_configs
 from predictor.train import train
-from predictor.validation_set import validation_networks
+from predictor.validation_set import ValidationNetwork, calibration_networks, validation_networks
 
 RESULTS = Path(__file__).resolve().parent / "results" / "predictor.json"
 KERNEL_SETTINGS = MeasureSettings(
@@ -120,6 +127,68 @@ def measure_kernels(
     return out
 
 
+def layout_rows(
+    samples: list[tuple[KernelConfig, float]], args: argparse.Namespace, cache: Cache
+) -> list[tuple[KernelConfig, float]]:
+    """Each sample's time in layout conversions: median minus the median without them."""
+    out = []
+    for c, _ in samples:
+        got = cache.kernels.get(f"{args.timer}:{c.key()}")
+        if got is not None:
+            out.append((c, max(0.0, got[0] - got[1])))
+    return out
+
+
+def network_ms(
+    net: ValidationNetwork,
+    key: str,
+    workdir: Path,
+    args: argparse.Namespace,
+    cache: Cache,
+    timer: str,
+) -> float | None:
+    """A whole network's median, one fresh process, cached under ``timer:key``."""
+    measured = cache.networks.get(f"{timer}:{key}")
+    if measured is None:
+        measured = isolated_ms(net.model, workdir, NETWORK_SETTINGS, args.threads, timer)
+        if measured is not None:
+            cache.networks[f"{timer}:{key}"] = measured
+            cache.save()
+    return measured
+
+
+def calibrate(
+    bundle: PredictorBundle, workdir: Path, args: argparse.Namespace, cache: Cache
+) -> tuple[Calibration, dict[str, Any]]:
+    """Fit a calibration on the `calibration_networks` (never the validation set)."""
+    rows = []
+    for net in calibration_networks(args.seed, args.n_random):
+        measured = network_ms(net, f"cal:{net.name}", workdir, args, cache, args.timer)
+        if measured is None:
+            print(f"  {net.name}: measurement failed")
+            continue
+        rows.append(
+            (net.name, bundle.network_terms(detect_kernels(net.model, bundle.rules)), measured)
+        )
+    cal = fit_calibration(rows, bundle.overhead_ms)
+    loo = []  # leave-one-out over the calibration networks: an honest error estimate
+    for i, (_, terms, measured) in enumerate(rows):
+        other = fit_calibration(rows[:i] + rows[i + 1 :], bundle.overhead_ms)
+        pred = bundle.overhead_ms + apply(other.coef, terms)
+        loo.append(pred / measured - 1)
+    print(
+        f"calibration on {len(rows)} networks: coef {dict(zip(cal.terms, cal.coef, strict=True))}, "
+        f"RMSPE {cal.uncalibrated_rmspe:.1%} -> {cal.fit_rmspe:.1%} "
+        f"(leave-one-out {statistics.fmean(e * e for e in loo) ** 0.5:.1%})",
+        flush=True,
+    )
+    return cal, {
+        "calibration": cal.model_dump(),
+        "measured": {n: m for n, _, m in rows},
+        "leave_one_out_errors": {n: e for (n, _, _), e in zip(rows, loo, strict=True)},
+    }
+
+
 def isolated_ms(
     model: onnx.ModelProto,
     workdir: Path,
@@ -169,13 +238,7 @@ def validate(
     rows = []
     per_net = []
     for net in validation_networks(args.seed, args.resolution, args.n_random):
-        key = f"{timer}:{net.name}"
-        measured = cache.networks.get(key)
-        if measured is None:
-            measured = isolated_ms(net.model, workdir, NETWORK_SETTINGS, args.threads, timer)
-            if measured is not None:
-                cache.networks[key] = measured
-                cache.save()
+        measured = network_ms(net, net.name, workdir, args, cache, timer)
         if measured is None:
             print(f"  {net.name}: measurement failed")
             continue
@@ -227,18 +290,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = plan_initial(args.per_type, args.seed, prior=prior)
     print(f"plan: {len(plan)} kernel configs", flush=True)
     samples = measure_kernels(plan, workdir, args, cache)
-    bundle = train(samples)
+    bundle = train(samples, layout=layout_rows(samples, args, cache))
     for r in range(args.refine):
         extra = plan_refinement(bundle, max(1, args.per_type // 3), args.seed + r + 1, prior=prior)
         print(f"refinement {r + 1}: {len(extra)} kernel configs", flush=True)
         samples += measure_kernels(extra, workdir, args, cache)
-        bundle = train(samples)
+        bundle = train(samples, layout=layout_rows(samples, args, cache))
     report["build_s"] = time.perf_counter() - started
     report["samples"] = len(samples)
     report["overhead_ms"] = bundle.overhead_ms
     report["families"] = {f: m.samples for f, m in bundle.data.families.items()}
     if args.bias_check:
         report["batching_bias"] = batching_bias(samples, workdir, args)
+    report["layout"] = bundle.data.layout.model_dump() if bundle.data.layout else None
+    report["validation_uncalibrated"] = {
+        args.timer: validate(bundle, workdir, args, cache, args.timer)
+    }
+    if args.calibrate:
+        cal, report["calibration"] = calibrate(bundle, workdir, args, cache)
+        bundle = bundle.with_calibration(cal)
     report["validation"] = {args.timer: validate(bundle, workdir, args, cache, args.timer)}
     if args.also_wall and args.timer != "wall":
         report["validation"]["wall"] = validate(bundle, workdir, args, cache, "wall")
@@ -270,8 +340,10 @@ def print_report(r: dict[str, Any]) -> None:
     )
     if "batching_bias" in r:
         print(f"batched / isolated kernel latency: {r['batching_bias']}")
+    for timer, v in r["validation_uncalibrated"].items():
+        print_accuracy(f"{timer}, uncalibrated", v["accuracy"])
     for timer, v in r["validation"].items():
-        print_accuracy(timer, v["accuracy"])
+        print_accuracy(timer + (", calibrated" if "calibration" in r else ""), v["accuracy"])
     s = r["prediction_speed"]
     print(
         f"prediction ({s['nodes']} nodes, {s['kernels']} kernels): predict_onnx {s['predict_onnx_ms']:.1f} ms, regressors only {s['regressors_only_ms']:.2f} ms"
@@ -300,6 +372,10 @@ def main() -> None:
         "conversions (their share of the per-layer profile: noisy on a loaded machine)",
     )  # fmt: skip
     ap.add_argument("--also-wall", action="store_true", help="validate on wall-clock times too")
+    ap.add_argument(
+        "--no-calibration", dest="calibrate", action="store_false",
+        help="skip the calibration networks (score the plain sum of kernels only)",
+    )  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch", type=int, default=100, help="kernel models per subprocess")
     ap.add_argument("--bias-check", type=int, default=10, help="kernels re-measured alone")

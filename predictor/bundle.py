@@ -6,7 +6,9 @@ the model's kernels under the bundle's rules, predicts each kernel's latency wit
 family's regressor (a ridge power law plus LightGBM on its residuals, in
 ``log(ms - overhead)``; see `predictor.train`), and adds the runtime's fixed cost
 per run once, as a ``runtime_overhead`` entry of the breakdown, so the breakdown sums to
-``latency_ms``.
+``latency_ms``. A calibrated bundle (`with_calibration`, `predictor.calibration`) scales
+the kernels by the fitted coefficient and adds ``layout_conversion``, ``weight_traffic``
+and ``dispatch`` entries.
 """
 
 from __future__ import annotations
@@ -21,10 +23,12 @@ import numpy as np
 import onnx
 from pydantic import BaseModel, ConfigDict, Field
 
+from predictor.calibration import ENTRIES, TERMS, Calibration, weight_elems
 from predictor.configs import RUNTIME_OVERHEAD, KernelConfig, from_kernel
 from predictor.detect import Detection, Kernel, detect_kernels
 from predictor.features import FEATURES
 from predictor.fusion import FusionRules
+from predictor.layout import LayoutModel, layout_terms
 
 FORMAT: Literal["latencylab-predictor/1"] = "latencylab-predictor/1"
 FALLBACK = "elementwise"
@@ -73,6 +77,10 @@ class BundleData(BaseModel):
     families: dict[str, FamilyModel]
     sample_keys: list[str] = Field(default_factory=list)
     meta: dict[str, Any] = Field(default_factory=dict)
+    layout: LayoutModel | None = Field(None, description="blocked layouts (predictor.layout)")
+    calibration: Calibration | None = Field(
+        None, description="network-level terms fitted on measured networks (predictor.calibration)"
+    )
 
 
 def _with_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) -> onnx.ModelProto:
@@ -165,27 +173,62 @@ class PredictorBundle:
         return [float(v) for v in preds.std(axis=0)]
 
     # ------------------------------------------------------------------ models
-    def predict_detection(self, det: Detection) -> Prediction:
+    def _kernel_ms(self, det: Detection) -> tuple[list[float], list[str]]:
         cfgs = [from_kernel(k) for k in det.kernels]
         missing: dict[str, int] = defaultdict(int)
         for i, (k, c) in enumerate(zip(det.kernels, cfgs, strict=True)):
             if c.family not in self._models:
                 missing[c.type] += 1
                 cfgs[i] = _fallback(k)
-        ms = self.predict_configs(cfgs)
-        notes: list[str] = []
-        for t, n in sorted(missing.items()):
-            notes.append(
-                f"{n} kernel(s) of type {t!r} have no regressor of their own: predicted by "
-                f"the {FALLBACK!r} regressor as a pass over their tensor"
-            )
+        notes = [
+            f"{n} kernel(s) of type {t!r} have no regressor of their own: predicted by "
+            f"the {FALLBACK!r} regressor as a pass over their tensor"
+            for t, n in sorted(missing.items())
+        ]
+        return self.predict_configs(cfgs), notes
+
+    def network_terms(
+        self, det: Detection, kernel_ms: Sequence[float] | None = None
+    ) -> dict[str, float]:
+        """The `predictor.calibration.TERMS` of a detected network (uncalibrated)."""
+        ms = kernel_ms if kernel_ms is not None else self._kernel_ms(det)[0]
+        layout = 0.0
+        if self.data.layout is not None:
+            t = layout_terms(det, self.data.layout)
+            layout = (t.network_melems - t.alone_melems) * self.data.layout.in_ms_per_melem
+        cfgs = [from_kernel(k) for k in det.kernels]
+        weights = sum(weight_elems(c) for c in cfgs if c.family == "fc")
+        return {
+            "kernels": float(sum(ms)), "layout": layout, "fc_weights_mb": 4 * weights / 1e6,
+            "kernel_count": float(len(det.kernels)),
+        }  # fmt: skip
+
+    def with_calibration(self, calibration: Calibration | None) -> PredictorBundle:
+        """This predictor with ``calibration`` (None: without)."""
+        return PredictorBundle(self.data.model_copy(update={"calibration": calibration}))
+
+    def predict_detection(self, det: Detection) -> Prediction:
+        ms, notes = self._kernel_ms(det)
+        cal = self.data.calibration
+        scale = cal.coef[0] if cal is not None else 1.0
         kernels = [
             KernelPrediction(name=RUNTIME_OVERHEAD, type=RUNTIME_OVERHEAD, config={}, latency_ms=self.overhead_ms)
         ]  # fmt: skip
         kernels += [
-            KernelPrediction(name=k.name, type=k.type, config=dict(k.config), latency_ms=v)
+            KernelPrediction(name=k.name, type=k.type, config=dict(k.config), latency_ms=scale * v)
             for k, v in zip(det.kernels, ms, strict=True)
         ]
+        if cal is not None:
+            terms = self.network_terms(det, ms)
+            for name, coef in zip(TERMS[1:], cal.coef[1:], strict=True):
+                kernels.append(
+                    KernelPrediction(
+                        name=ENTRIES[name],
+                        type=ENTRIES[name],
+                        config={},
+                        latency_ms=coef * terms[name],
+                    )
+                )
         return Prediction(
             latency_ms=sum(k.latency_ms for k in kernels), kernels=kernels, notes=notes
         )

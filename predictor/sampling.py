@@ -1,8 +1,9 @@
 """Which kernel configurations to measure: dense around real models, plus uniform coverage.
 
-`plan_initial` runs `detect_kernels` over the real architectures of `predictor.archs`
-(224 px, width 1.0, BatchNorm folded in every other one) and one network of each NAS
-space (the ``prior``, `real_configs`), and draws
+`plan_initial` takes the kernels `detect_kernels` finds in the real architectures of
+`predictor.archs` (224 px, width 1.0, BatchNorm folded in every other one) and one network
+of each NAS space (the ``prior``, `real_configs`: shipped in ``data/real_configs.json``
+for the default rules, computed for others), and draws
 ``per_type`` configurations per family: 75% are real configurations jittered (sizes
 scaled by ``exp(N(0, 0.3))``, channel counts kept multiples of 8 where they were), 25%
 are drawn uniformly over each family's ranges (families without a uniform sampler jitter
@@ -15,9 +16,11 @@ candidates per family where the bundle's bootstrap ensemble disagrees most.
 
 from __future__ import annotations
 
+import json
 import math
 import random
 from collections import defaultdict
+from pathlib import Path
 
 from converters.blocks import network_model
 from latencylab.spaces import get_space
@@ -30,14 +33,44 @@ from predictor.kernel_models import BUILDERS
 
 SPACES = ("ofa-proxyless", "ofa-mbv3", "fbnet")
 UNIFORM_SHARE = 0.25
-WEIGHT = {"conv": 2, "pwconv": 2, "dwconv": 2, "fc": 2}
+WEIGHT = {"conv": 3, "pwconv": 2, "dwconv": 2, "fc": 2}
 """Families drawn ``WEIGHT`` times ``per_type``: they carry most of a network's time and
-the widest range of configurations (grouped, strided, 1x1 to 7x7)."""
+the widest range of configurations (grouped, strided, 1x1 to 7x7; ``conv`` most: dense
+and grouped convolutions run different code paths)."""
+GROUPED_SHARE = 0.4
+"""Share of the uniform ``conv`` draws that are grouped (group width 8, 16 or 32)."""
+
+
+SHIPPED = Path(__file__).resolve().parent / "data" / "real_configs.json"
+"""`compute_real_configs` under the default rules, shipped with the package (building and
+detecting 13 networks at 224 px takes seconds; `write_real_configs` regenerates it, and
+tests/test_predictor_core.py checks it is current)."""
 
 
 def real_configs(rules: FusionRules | None = None) -> list[KernelConfig]:
-    """Every kernel of the reference architectures and NAS-space networks (deduplicated)."""
+    """Every kernel of the reference architectures and NAS-space networks (deduplicated):
+    the shipped list when ``rules`` have the default patterns, else computed."""
     rules = rules or default_rules()
+    if SHIPPED.exists():
+        doc = json.loads(SHIPPED.read_text())
+        if doc["patterns"] == [list(p) for p in rules.patterns]:
+            return [KernelConfig.model_validate(c) for c in doc["configs"]]
+    return compute_real_configs(rules)
+
+
+def write_real_configs(path: Path = SHIPPED) -> None:
+    """Regenerate the shipped `real_configs` of the default rules."""
+    rules = default_rules()
+    doc = {
+        "patterns": [list(p) for p in rules.patterns],
+        "configs": [c.model_dump() for c in compute_real_configs(rules)],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(doc, indent=0) + "\n")
+
+
+def compute_real_configs(rules: FusionRules) -> list[KernelConfig]:
+    """`real_configs` computed: build the networks, detect their kernels."""
     models = [
         build(224, 1.0, bn=bool(i % 2), seed=1, **kw)
         for i, (_, build, kw) in enumerate(ARCHS.values())
@@ -146,7 +179,8 @@ def _uniform(fam: str, t: str, rng: random.Random) -> KernelConfig | None:
         if fam == "dwconv":
             p = {"hw": hw, "cin": cin, "cout": cin, "kernel": k, "stride": s, "groups": cin}
         else:
-            gw = cin if fam == "pwconv" or rng.random() < 0.8 else rng.choice([8, 16, 32])
+            grouped = fam == "conv" and rng.random() < GROUPED_SHARE
+            gw = rng.choice([8, 16, 32]) if grouped else cin
             groups = max(1, cin // gw)
             cin = max(gw, cin // gw * gw)
             cout = c8(8, min(512, wide * s * s)) if groups == 1 else cin

@@ -8,7 +8,9 @@ memory traffic, element counts) is a power law that extrapolates sanely beyond t
 sampled sizes; the LightGBM regressor fits what it leaves (its residuals), so trees
 correct shapes, alignment and epilogues without ever extrapolating on their own. Two
 bootstrap LightGBM models per family are kept for `PredictorBundle.uncertainty`
-(refinement sampling) only.
+(refinement sampling) only. The kernel samples' layout-conversion times, where the
+measurements have them, give the bundle's `predictor.layout.LayoutModel`; a network-level
+`predictor.calibration.Calibration` is fitted afterwards on measured networks.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from predictor.bundle import BundleData, FamilyModel, PredictorBundle
 from predictor.configs import RUNTIME_OVERHEAD, KernelConfig
 from predictor.features import FEATURES, features
 from predictor.fusion import FusionRules, default_rules
+from predictor.layout import fit_layout
 
 FLOOR_MS = 0.0005
 ROUNDS = 300
@@ -62,8 +65,11 @@ def train(
     rounds: int = ROUNDS,
     ensemble: int = ENSEMBLE,
     meta: dict[str, Any] | None = None,
+    layout: Sequence[tuple[KernelConfig, float]] | None = None,
 ) -> PredictorBundle:
-    """A `PredictorBundle` from ``(config, latency_ms)`` samples measured under ``rules``."""
+    """A `PredictorBundle` from ``(config, latency_ms)`` samples measured under ``rules``.
+    ``layout``: ``(config, ms in layout conversions)`` of the same samples, from their
+    per-layer profiles, for the bundle's `predictor.layout.LayoutModel` (None: no model)."""
     rules = rules or default_rules()
     bad = [(c.type, ms) for c, ms in samples if not (ms > 0 and math.isfinite(ms))]
     if bad:
@@ -108,5 +114,6 @@ def train(
         families=families,
         sample_keys=sorted({c.key() for c, _ in samples}),
         meta=dict(meta or {}, samples=len(samples)),
+        layout=fit_layout(layout) if layout else None,
     )
     return PredictorBundle(data)

@@ -53,3 +53,30 @@ def validation_networks(
                 ValidationNetwork(name=f"{space_name}-{i}-r{res}", family=space_name, model=model)
             )
     return out
+
+
+def calibration_networks(seed: int = 0, n_random: int = 2) -> list[ValidationNetwork]:
+    """Networks to fit a `predictor.calibration.Calibration` on, disjoint from
+    `validation_networks`: the reference architectures at 224 px and width 1.0 (BatchNorm
+    in every other one: the models whose kernels seed the sampling,
+    `predictor.sampling.real_configs`) and ``n_random`` NAS-space networks of their own
+    seed at 224 px."""
+    out = [
+        ValidationNetwork(
+            name=f"{name}-w1.0-r224" + ("-bn" if i % 2 else ""), family=fam,
+            model=build(224, 1.0, bn=bool(i % 2), seed=1, **kw),
+        )
+        for i, (name, (fam, build, kw)) in enumerate(ARCHS.items())
+    ]  # fmt: skip
+    rng = random.Random(f"calibration:{seed}")
+    for space_name in SPACES:
+        space = get_space(space_name)
+        res = 224 if 224 in space.resolutions else max(space.resolutions)
+        for i in range(n_random):
+            model = network_model(space, space.sample(rng), res, seed=rng.randrange(2**31))
+            out.append(
+                ValidationNetwork(
+                    name=f"{space_name}-cal{i}-r{res}", family=space_name, model=model
+                )
+            )
+    return out
