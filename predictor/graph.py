@@ -20,7 +20,41 @@ FOLDABLE = {
 }  # fmt: skip
 
 
+SMALL = 64
+"""Constants of at most this many elements are what folding reads; larger ones (weights)
+only need their shape."""
+
+
 def _fold_shapes(model: onnx.ModelProto, rounds: int = 4) -> onnx.ModelProto:
+    """Shape inference with the weights set aside: ``infer_shapes`` serialises the whole
+    model on every call, so it runs on a copy whose large initializers are graph inputs of
+    the same type and shape; the weights go back into the result afterwards (in place:
+    ``model`` is the caller's own copy)."""
+    graph = model.graph
+    heavy = [i for i in graph.initializer if int(np.prod(i.dims, dtype=np.int64)) > SMALL]
+    if not heavy:
+        return _fold(model, rounds)
+    names = {i.name for i in heavy}
+    declared = {v.name for v in graph.input}
+    small = [i for i in graph.initializer if i.name not in names]
+    del graph.initializer[:]
+    graph.initializer.extend(small)
+    added = [
+        onnx.helper.make_tensor_value_info(i.name, i.data_type, list(i.dims))
+        for i in heavy
+        if i.name not in declared
+    ]
+    graph.input.extend(added)
+    out = _fold(model, rounds)
+    gone = {v.name for v in added}
+    inputs = [v for v in out.graph.input if v.name not in gone]
+    del out.graph.input[:]
+    out.graph.input.extend(inputs)
+    out.graph.initializer.extend(heavy)
+    return out
+
+
+def _fold(model: onnx.ModelProto, rounds: int) -> onnx.ModelProto:
     """Shape inference, with shape computations (Shape -> Slice -> Concat -> Reshape, as
     tracing exporters write them) folded to constants until the shapes settle."""
     for _ in range(rounds):
@@ -50,7 +84,7 @@ def _fold_shapes(model: onnx.ModelProto, rounds: int = 4) -> onnx.ModelProto:
                 start = int(next((a.i for a in node.attribute if a.name == "start"), 0))
                 end = next((a.i for a in node.attribute if a.name == "end"), None)
                 value = np.array(shape[start:end], dtype=np.int64)
-            elif not all(i in known for i in ins) or any(known[i].size > 64 for i in ins):
+            elif not all(i in known for i in ins) or any(known[i].size > SMALL for i in ins):
                 continue
             else:
                 value = _evaluate(node, [known[i] for i in ins], ins)
