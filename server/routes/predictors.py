@@ -150,9 +150,9 @@ def tracked(
     limit: int = Query(100, ge=1, le=500),
 ) -> TrackedReport:
     """Predicted vs measured on the users' own benchmarked models, with its accuracy."""
-    p = _predictor(session, predictor_id)
     try:
-        store.bundle_json(session, p)  # 409 before the first training
+        return predictor_tracking.tracked(
+            session, state.store, _predictor(session, predictor_id), limit
+        )
     except store.PredictorRejected as exc:
         raise HTTPException(exc.status_code, exc.message) from exc
-    return predictor_tracking.tracked(session, state.store, p, limit)

@@ -16,13 +16,15 @@ from db.predictors import Predictor
 from latencylab.predictors import TrackedPoint, TrackedReport
 from latencylab.status import JobStatus
 from server.artifacts import ArtifactStore
-from server.store.predictors import PredictorRejected, predict_model
+from server.store.predictors import PredictorRejected, predict_model, untrained
 
 USER_FAMILY = "user"
 
 
 def tracked(session: Session, store: ArtifactStore, p: Predictor, limit: int) -> TrackedReport:
     """The newest measured result of up to ``limit`` user models, each with its prediction."""
+    if not p.bundle_sha256:  # the hash, not the multi-MB bundle column, says it is trained
+        raise untrained(p)
     stat = str((p.settings or {}).get("statistic", "min"))
     q = (
         select(Result, Model)

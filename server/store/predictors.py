@@ -265,12 +265,17 @@ def bundle_json(session: Session, p: Predictor) -> str:
         select(Predictor).where(Predictor.id == p.id).options(undefer(Predictor.bundle_json))
     )
     if row is None or not row.bundle_json:
-        raise PredictorRejected(
-            f"predictor {p.id} is {p.status} in phase {p.phase}: nothing trained yet; wait for "
-            "it (GET /predictors/{id}) or resume it if it failed",
-            409,
-        )
+        raise untrained(p)
     return row.bundle_json
+
+
+def untrained(p: Predictor) -> PredictorRejected:
+    """The 409 of a predictor asked for what needs its bundle before its first training."""
+    return PredictorRejected(
+        f"predictor {p.id} is {p.status} in phase {p.phase}: nothing trained yet; wait for "
+        "it (GET /predictors/{id}) or resume it if it failed",
+        409,
+    )
 
 
 _BUNDLES: OrderedDict[str, Any] = OrderedDict()
