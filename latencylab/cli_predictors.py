@@ -200,6 +200,12 @@ def list_(server: ServerOpt = None, token: TokenOpt = None, as_json: JsonOpt = F
     if as_json:
         print(json.dumps([p.model_dump(mode="json") for p in found]))
         return
+    if not found:
+        err.print(
+            "no predictors yet: build one with "
+            "`latencylab predictor build --device local --runtime onnxruntime --threads 1`"
+        )
+        return
     rows = [
         [str(p.id), p.device, p.runtime, str(p.threads), p.status, p.phase,
          f"{p.progress.done}/{p.progress.total}",

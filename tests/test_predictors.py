@@ -9,6 +9,7 @@ through the batch job kind and is shared; the rest reuse its samples. The full b
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from sqlalchemy import create_engine, text
 
 from latencylab.client import LatencyLabError
 from latencylab.predictors import PredictorPublic
-from tests.conftest import Live, _env, cli
+from tests.conftest import Live, _env, cli, running_coordinator
 
 QUICK = {
     "warmup_runs": 2,
@@ -245,3 +246,13 @@ def test_unknown_predictor_and_model_are_404(live: Live, built: PredictorPublic)
         assert r.status_code == 404 and "model 999999" in r.json()["detail"]
         assert h.post(f"/predictors/{built.id}/predict", json={"model": 1}).status_code == 422
         assert h.get("/models/999999/predictions").status_code == 404
+
+
+def test_cli_list_on_a_fresh_coordinator_says_how_to_build_one(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    url = f"sqlite:///{tmp_path / 'latencylab.db'}"
+    with running_coordinator(url, tmp_path / "data", converter=False) as fresh:
+        env = _env({"LATENCYLAB_SERVER": fresh.url, "LATENCYLAB_TOKEN": fresh.user_token})
+        out = cli("predictor", "list", env=env, timeout=60)
+    assert out.returncode == 0, out
+    assert "no predictors yet" in out.stderr and "latencylab predictor build" in out.stderr
