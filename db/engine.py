@@ -8,7 +8,12 @@ up to the lock timeout for the write lock, then holds it), except those of engin
 
 PostgreSQL gets a sized pool (a request that waits longer than ``pool_timeout`` for a
 connection fails with ``sqlalchemy.exc.TimeoutError``: the coordinator answers 503) and
-per-connection ``statement_timeout`` and ``lock_timeout``.
+per-connection ``statement_timeout`` and ``lock_timeout``. A connection is not pinged before
+each use (that would be one more round trip per request): a connection found dead -- the
+server restarted -- fails its request (the coordinator answers 503 with ``Retry-After``) and
+SQLAlchemy then discards every connection of the pool opened before it, so the next checkouts
+connect afresh; ``recycle_s`` replaces connections before server- or network-side idle limits
+close them.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class PoolOptions:
     timeout_s: float = 5.0
     lock_timeout_s: float = 10.0
     statement_timeout_s: float = 60.0
+    recycle_s: float = 1800.0
 
 
 def _sqlite(url: str, pool: PoolOptions, kwargs: dict[str, Any]) -> Engine:
@@ -134,7 +140,7 @@ def make_engine(url: str, pool: PoolOptions | None = None, **kwargs: Any) -> Eng
         f"-c lock_timeout={int(pool.lock_timeout_s * 1000)}"
     )
     args: dict[str, Any] = {
-        "pool_pre_ping": True,
+        "pool_recycle": pool.recycle_s,
         "pool_size": pool.size,
         "max_overflow": pool.max_overflow,
         "pool_timeout": pool.timeout_s,

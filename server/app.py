@@ -42,7 +42,7 @@ from server.storage import open_store
 from server.store.gc import collect_garbage
 from server.store.tokens import create_token, find_token
 from server.web import mount_web
-from server.wiring import job_kinds, make_state, pool_options, reap
+from server.wiring import job_kinds, make_state, pool_options, queue_listener, reap
 
 log = logging.getLogger("latencylab.server")
 ADMIN_TOKEN_LOCK = "latencylab.admin-token"
@@ -105,6 +105,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reaper = threading.Thread(target=reap, args=(state, stop), daemon=True, name="reaper")
         reaper.start()
         threads = [reaper]
+        if (listener := queue_listener(state)) is not None:  # other replicas' jobs wake us
+            listening = threading.Thread(
+                target=listener.run, args=(stop,), daemon=True, name="queue-listener"
+            )
+            listening.start()
+            threads.append(listening)
         if settings.gc_interval_s > 0:
             collector = threading.Thread(
                 target=_collector, args=(sessions, store, settings, stop), daemon=True

@@ -89,7 +89,10 @@ class Settings(BaseSettings):
         30.0, ge=0, description="Longest long-poll a lease may ask for (?wait_s=)"
     )
     lease_recheck_s: float = Field(
-        1.0, gt=0, description="Long-polls re-check this often for jobs queued by other replicas"
+        1.0,
+        gt=0,
+        description="Long-polls re-check this often for a job they were not woken for "
+        "(on PostgreSQL other replicas' jobs wake them through LISTEN/NOTIFY)",
     )
 
     @field_validator("data_dir")

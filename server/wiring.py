@@ -14,6 +14,7 @@ from db.engine import PoolOptions, make_session_factory, read_only
 from server.artifacts import ArtifactStore
 from server.config import Settings
 from server.deps import AppState
+from server.queue import notify
 from server.queue.kinds import Clock, JobKinds, SystemClock
 from server.queue.lifecycle import QUEUED_FLAG
 from server.queue.reaper import sweep
@@ -58,10 +59,18 @@ def make_state(
     clock: Clock | None = None,
 ) -> AppState:
     """The state every request reads; a commit that queued a job wakes this process's
-    long-polling leases (``QueueSignal``)."""
+    long-polling leases (``QueueSignal``) and, on PostgreSQL, those of the other processes
+    (a ``NOTIFY`` sent in the transaction, delivered at its commit: ``server.queue.notify``)."""
     signal = QueueSignal()
     sessions = make_session_factory(engine)
     read_sessions = make_session_factory(read_only(engine))
+    if notify.notifies(engine):
+
+        @event.listens_for(sessions, "before_commit")
+        def _tell_replicas(session: Session) -> None:
+            if session.info.get(QUEUED_FLAG, False):
+                notify.send(session, signal.origin)
+
     for factory in (sessions, read_sessions):
 
         @event.listens_for(factory, "after_commit")
@@ -85,6 +94,14 @@ def make_state(
         read_sessions,
         ends,
     )
+
+
+def queue_listener(state: AppState) -> notify.QueueListener | None:
+    """The listener that wakes this process's long-polls for jobs queued through other
+    processes (PostgreSQL only; run it with ``listener.run(stop)`` on a thread of its own)."""
+    if not notify.notifies(state.engine):
+        return None
+    return notify.QueueListener(notify.conninfo(state.engine), state.signal)
 
 
 def reap(state: AppState, stop: threading.Event) -> None:

@@ -75,12 +75,14 @@ def holds(session: Session, device: Device, job_id: int) -> Job:
     return job
 
 
-def _seen(ctx: JobContext, device: Device) -> None:
+def _seen(ctx: JobContext, device: Device, stmt: Any = sql.SEEN) -> Any:
     """Mark the device seen: always the first row a device's transition locks (one UPDATE,
-    no unit-of-work flush; the loaded object gets the value as if it had been loaded so)."""
+    no unit-of-work flush; the loaded object gets the value as if it had been loaded so).
+    ``stmt`` may return something besides (``sql.SEEN_HOLDING``); its result is returned."""
     now = ctx.now()
-    ctx.session.execute(sql.SEEN, {"p_device": device.id, "p_now": now})
+    res = ctx.session.execute(stmt, {"p_device": device.id, "p_now": now})
     set_committed_value(device, "last_seen", now)
+    return res
 
 
 # ------------------------------------------------------------------ enqueue
@@ -136,10 +138,10 @@ def lease(ctx: JobContext, device: Device) -> Job | None:
     """Hand the oldest queued job this device may take to it, or None.
 
     One statement picks and claims it; a device that holds a job already gets
-    ``LeaseConflict`` (checked first for the message, enforced by the unique index)."""
+    ``LeaseConflict`` (read by the statement that marks the device seen, for the message;
+    enforced by the unique index, which also stops a concurrent second lease)."""
     session, now = ctx.session, ctx.now()
-    _seen(ctx, device)
-    held = session.scalar(sql.HELD_JOB, {"p_device": device.id})
+    held = _seen(ctx, device, sql.SEEN_HOLDING).scalar()
     if held is not None:
         raise LeaseConflict(f"device '{device.name}' already holds job {held}; report it first")
     params = {
@@ -212,6 +214,9 @@ def finish(
             "requeued); nothing was stored"
         )
     result = attach(job) if attach is not None else None
+    if result is not None and result.job_id == job.id:
+        # the result's job is this one, already loaded: no lazy load when it is read
+        set_committed_value(result, "job", job)
     ctx.kinds[job.kind].on_finished(ctx, job, result)
     return job, result
 

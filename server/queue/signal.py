@@ -1,7 +1,8 @@
 """Waking long-polling leases: a per-process signal, set when a commit queued a job.
 
-Long-polls wait on it without a database connection. Jobs queued by another replica (or by
-a lease expiring there) are found by the long-poll's periodic re-check instead.
+Long-polls wait on it without a database connection. On PostgreSQL, jobs queued through
+another replica (or requeued by the reaper there) set it too, through ``LISTEN``/``NOTIFY``
+(``server.queue.notify``); the long-poll's periodic re-check is the fallback.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import uuid
 
 
 class QueueSignal:
@@ -18,6 +20,8 @@ class QueueSignal:
     returns at once if a job was queued meanwhile, so no wake-up falls between the two."""
 
     def __init__(self) -> None:
+        self.origin = uuid.uuid4().hex
+        """This process's name in cross-process notifications (it skips its own)."""
         self._lock = threading.Lock()
         self._generation = 0
         self._loop: asyncio.AbstractEventLoop | None = None

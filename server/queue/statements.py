@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import DateTime, Integer, Table, and_, bindparam, select, update
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import aliased, defer
 
 from db.models import ApiToken, Artifact, Device, Job, Model
 from latencylab.status import JobStatus
@@ -35,8 +35,15 @@ _jobs: Table = Job.__table__  # type: ignore[assignment]
 SEEN = update(_devices).where(_devices.c.id == DEVICE).values(last_seen=NOW)
 """Mark ``p_device`` seen at ``p_now`` (the first row a device's transition locks)."""
 
-HELD_JOB = select(Job.id).where(HELD).limit(1)
-"""The id of the job ``p_device`` holds, if any."""
+_HELD_BY_DEVICE = and_(_jobs.c.device_id == DEVICE, _jobs.c.status == JobStatus.running)
+SEEN_HOLDING = (
+    update(_devices)
+    .where(_devices.c.id == DEVICE)
+    .values(last_seen=NOW)
+    .returning(select(_jobs.c.id).where(_HELD_BY_DEVICE).limit(1).scalar_subquery())
+)
+"""``SEEN``, returning the id of the job ``p_device`` holds (None if none): a lease's first
+statement, so "already holds a job" costs no round trip of its own."""
 
 
 def _queued_for_device(j: Any) -> Any:
@@ -115,5 +122,12 @@ TOKEN_AND_DEVICE = (
     select(ApiToken, Device)
     .outerjoin(Device, Device.id == DEVICE)
     .where(ApiToken.token_hash == bindparam("p_hash"))
+    .options(
+        defer(ApiToken.device_scope),
+        defer(Device.runtimes),
+        defer(Device.attributes),
+        defer(Device.info),
+    )
 )
-"""An agent request's token row and its device ``p_device`` (None if unknown): one read."""
+"""An agent request's token row and its device ``p_device`` (None if unknown): one read.
+The JSON columns no lease, heartbeat or report reads are deferred (loaded if read)."""

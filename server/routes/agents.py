@@ -171,7 +171,8 @@ async def lease(
     """Lease the oldest queued job this device can run (one at a time, with an expiring
     lease). With ``wait_s`` the request waits for one to be queued (a long-poll holding no
     database connection meanwhile): a job queued on this coordinator process is handed out
-    at once, one queued through another replica within ``LATENCYLAB_LEASE_RECHECK_S``."""
+    at once, and on PostgreSQL one queued through another replica too (``LISTEN``/``NOTIFY``);
+    ``LATENCYLAB_LEASE_RECHECK_S`` is the fallback re-check."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + min(wait_s, state.settings.lease_wait_max_s)
     seen = state.signal.generation
@@ -180,8 +181,8 @@ async def lease(
         remaining = deadline - loop.time()
         if remaining <= 0:
             return Response(status_code=status.HTTP_204_NO_CONTENT)
-        # Woken by a job queued in this process, or time for the re-check (jobs queued
-        # through other replicas); a cheap read first, then the write transaction.
+        # Woken by a job queued in this process or (PostgreSQL) another one, or time for
+        # the fallback re-check; a cheap read first, then the write transaction.
         await state.signal.wait(seen, min(remaining, state.settings.lease_recheck_s))
         seen = state.signal.generation
         if await request.is_disconnected():  # nobody to hand a job to
