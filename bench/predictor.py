@@ -9,11 +9,14 @@
    fresh process each, to show batching does not bias them. ``--timer cpu`` (default)
    times runs by the thread's CPU time, for a shared, loaded machine (docs/predictor.md);
    ``--timer wall`` is the agent's runner and `agents.measure.run_isolated` unchanged;
-3. train (`predictor.train.train`, with the samples' layout-conversion times from their
-   profiles for the `predictor.layout.LayoutModel`), then ``--refine`` rounds of
-   `plan_refinement`;
-4. measure the `calibration_networks` (224 px, width 1.0, and NAS networks of their own
-   seed: disjoint from the validation set) and fit a `predictor.calibration.Calibration`
+3. measure ``--conversions`` layout conversions per direction as kernel models of their
+   own (`predictor.conversions`: onnxruntime's NCHWc ``ReorderInput``/``ReorderOutput``);
+   train (`predictor.train.train`, with the samples' profiles saying which convolutions
+   convert, the measured conversions pricing them per shape and taken out of each
+   convolution sample), then ``--refine`` rounds of `plan_refinement`;
+4. measure the `calibration_networks` (the reference architectures at width 1.0 and
+   ``--cal-resolutions`` 224, 128 and 192 px, and NAS networks of their own seed at 224:
+   disjoint from the validation set) and fit a `predictor.calibration.Calibration`
    on them (``--no-calibration``: skip);
 5. measure the held-out `validation_networks` end to end, one fresh process each, the
    standard protocol, and score predicted against measured (`predictor.accuracy.score`),
@@ -41,16 +44,18 @@ import onnx
 
 from agents.measure import run_isolated
 from bench.predictor_batch import kernel_ms, measure_models, median_ms, spec_for
+from bench.predictor_report import print_report
 from latencylab.schemas import MeasureResult, MeasureSettings
 from predictor.accuracy import score
 from predictor.archs import convnext
 from predictor.bundle import PredictorBundle
 from predictor.calibration import Calibration, apply, fit_calibration
 from predictor.configs import KernelConfig
+from predictor.conversions import conversion_model, plan_conversions
 from predictor.detect import detect_kernels
 from predictor.kernel_models import kernel_model
 from predictor.sampling import plan_initial, plan_refinement, real_configs
-from predictor.train import train
+from predictor.train import BASELINES, train
 from predictor.validation_set import ValidationNetwork, calibration_networks, validation_networks
 
 RESULTS = Path(__file__).resolve().parent / "results" / "predictor.json"
@@ -90,7 +95,11 @@ def both_ms(result: MeasureResult) -> tuple[float | None, float | None]:
 
 
 def measure_kernels(
-    cfgs: list[KernelConfig], workdir: Path, args: argparse.Namespace, cache: Cache
+    cfgs: list[KernelConfig],
+    workdir: Path,
+    args: argparse.Namespace,
+    cache: Cache,
+    build: Callable[[KernelConfig], onnx.ModelProto] = kernel_model,
 ) -> list[tuple[KernelConfig, float]]:
     """Latency of each config's kernel model, batched; the cache keeps ``timer:key`` ->
     [median, median without boundary layout conversions]; ``--kernel-statistic`` picks."""
@@ -105,7 +114,7 @@ def measure_kernels(
             )
 
         ms = measure_models(
-            [kernel_model(c) for c in todo], KERNEL_SETTINGS, workdir=workdir, batch=args.batch,
+            [build(c) for c in todo], KERNEL_SETTINGS, workdir=workdir, batch=args.batch,
             threads=args.threads, timer=args.timer, on_batch=progress, statistic=both_ms,
         )  # fmt: skip
         failed = 0
@@ -118,7 +127,7 @@ def measure_kernels(
         if failed:
             print(f"  {failed} kernel measurements failed (left out)")
         cache.save()
-    pick = 1 if args.kernel_statistic == "no-layout" else 0
+    pick = 1 if args.kernel_statistic == "no-layout" and build is kernel_model else 0
     out: list[tuple[KernelConfig, float]] = []
     for c in cfgs:
         got = cache.kernels.get(key[c.key()])
@@ -162,7 +171,7 @@ def calibrate(
 ) -> tuple[Calibration, dict[str, Any]]:
     """Fit a calibration on the `calibration_networks` (never the validation set)."""
     rows = []
-    for net in calibration_networks(args.seed, args.n_random):
+    for net in calibration_networks(args.seed, args.n_random, tuple(args.cal_resolutions)):
         measured = network_ms(net, f"cal:{net.name}", workdir, args, cache, args.timer)
         if measured is None:
             print(f"  {net.name}: measurement failed")
@@ -290,12 +299,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     plan = plan_initial(args.per_type, args.seed, prior=prior)
     print(f"plan: {len(plan)} kernel configs", flush=True)
     samples = measure_kernels(plan, workdir, args, cache)
-    bundle = train(samples, layout=layout_rows(samples, args, cache))
+    conv_plan = plan_conversions(args.conversions, args.seed, prior) if args.conversions else []
+    print(f"layout conversions: {len(conv_plan)} configs", flush=True)
+    conversions = measure_kernels(conv_plan, workdir, args, cache, conversion_model)
+
+    def fit(samples: list[tuple[KernelConfig, float]]) -> PredictorBundle:
+        return train(
+            samples, layout=layout_rows(samples, args, cache), conversions=conversions,
+            exclude_conversions=args.exclude_conversions, baseline=args.baseline,
+        )  # fmt: skip
+
+    bundle = fit(samples)
     for r in range(args.refine):
         extra = plan_refinement(bundle, max(1, args.per_type // 3), args.seed + r + 1, prior=prior)
         print(f"refinement {r + 1}: {len(extra)} kernel configs", flush=True)
         samples += measure_kernels(extra, workdir, args, cache)
-        bundle = train(samples, layout=layout_rows(samples, args, cache))
+        bundle = fit(samples)
     report["build_s"] = time.perf_counter() - started
     report["samples"] = len(samples)
     report["overhead_ms"] = bundle.overhead_ms
@@ -303,9 +322,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.bias_check:
         report["batching_bias"] = batching_bias(samples, workdir, args)
     report["layout"] = bundle.data.layout.model_dump() if bundle.data.layout else None
+    report["conversions"] = len(conversions)
     report["validation_uncalibrated"] = {
         args.timer: validate(bundle, workdir, args, cache, args.timer)
     }
+    if bundle.data.layout is not None and bundle.data.layout.conversions:
+        # kernels + the network's measured conversions, nothing fitted on networks
+        plain = Calibration(
+            coef=[1.0, 1.0, 0.0, 0.0], networks=[], fit_rmspe=0.0, uncalibrated_rmspe=0.0
+        )
+        report["validation_with_conversions"] = {
+            args.timer: validate(bundle.with_calibration(plain), workdir, args, cache, args.timer)
+        }
     if args.calibrate:
         cal, report["calibration"] = calibrate(bundle, workdir, args, cache)
         bundle = bundle.with_calibration(cal)
@@ -320,39 +348,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
-def print_accuracy(timer: str, acc: dict[str, Any] | None) -> None:
-    if not acc:
-        print(f"[{timer}] no validation network measured")
-        return
-    print(
-        f"\n[{timer} timer] {'family':14s} {'n':>3s} {'acc5':>6s} {'acc10':>6s} {'RMSPE':>6s} {'rho':>6s} {'mean':>7s}"
-    )
-    for name, a in [*acc["families"].items(), ("OVERALL", acc["overall"])]:
-        rho = f"{a['rho']:.3f}" if a["rho"] is not None else "  -"
-        print(
-            f"{'':13s}{name:14s} {a['n']:3d} {a['acc5']:6.0%} {a['acc10']:6.0%} {a['rmspe']:6.1%} {rho:>6s} {a['mean_error']:+7.1%}"
-        )
-
-
-def print_report(r: dict[str, Any]) -> None:
-    print(
-        f"\nbuild: {r['build_s']:.0f} s, {r['samples']} samples, overhead {1000 * r['overhead_ms']:.1f} us"
-    )
-    if "batching_bias" in r:
-        print(f"batched / isolated kernel latency: {r['batching_bias']}")
-    for timer, v in r["validation_uncalibrated"].items():
-        print_accuracy(f"{timer}, uncalibrated", v["accuracy"])
-    for timer, v in r["validation"].items():
-        print_accuracy(timer + (", calibrated" if "calibration" in r else ""), v["accuracy"])
-    s = r["prediction_speed"]
-    print(
-        f"prediction ({s['nodes']} nodes, {s['kernels']} kernels): predict_onnx {s['predict_onnx_ms']:.1f} ms, regressors only {s['regressors_only_ms']:.2f} ms"
-    )
-    print(
-        f"total {r['total_s']:.0f} s; load average {r['load_average_start']} -> {r['load_average_end']}"
-    )
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -361,6 +356,10 @@ def main() -> None:
     ap.add_argument("--refine", type=int, default=1, help="refinement rounds (per_type/3 each)")
     ap.add_argument("--resolution", type=int, default=160, help="validation input size")
     ap.add_argument("--n-random", type=int, default=2, help="random networks per NAS space")
+    ap.add_argument(
+        "--cal-resolutions", type=int, nargs="+", default=[224, 128, 192],
+        help="input sizes of the reference architectures (width 1.0) the calibration is fitted on",
+    )  # fmt: skip
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
         "--timer", choices=["cpu", "wall"], default="cpu",
@@ -370,6 +369,19 @@ def main() -> None:
         "--kernel-statistic", choices=["median", "no-layout"], default="median",
         help="kernel sample: the median, or the median without the boundary's layout "
         "conversions (their share of the per-layer profile: noisy on a loaded machine)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--conversions", type=int, default=24,
+        help="layout conversions measured per direction (0: price them from the profiles)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--exclude-conversions", action="store_true",
+        help="train the convolution regressors without each sample's own measured conversions "
+        "(default: on the samples as measured, the layout term priced per shape)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--baseline", choices=["auto", *BASELINES], default="auto",
+        help="first stage of the regressors (predictor.train.BASELINES; auto: per family by CV)",
     )  # fmt: skip
     ap.add_argument("--also-wall", action="store_true", help="validate on wall-clock times too")
     ap.add_argument(

@@ -23,12 +23,13 @@ import numpy as np
 import onnx
 from pydantic import BaseModel, ConfigDict, Field
 
+from predictor.baseline import log_sizes
 from predictor.calibration import ENTRIES, TERMS, Calibration, weight_elems
 from predictor.configs import RUNTIME_OVERHEAD, KernelConfig, from_kernel
 from predictor.detect import Detection, Kernel, detect_kernels
 from predictor.features import FEATURES
 from predictor.fusion import FusionRules
-from predictor.layout import LayoutModel, layout_terms
+from predictor.layout import LayoutModel, layout_ms
 
 FORMAT: Literal["latencylab-predictor/1"] = "latencylab-predictor/1"
 FALLBACK = "elementwise"
@@ -66,6 +67,12 @@ class FamilyModel(BaseModel):
     )
     samples: int
     fit_rmspe: float | None = Field(None, description="RMSPE on its own training samples")
+    size_features: list[int] = Field(
+        default_factory=list, description="indices of the size model's features (baseline.py)"
+    )
+    size_coef: list[float] = Field(
+        default_factory=list, description="size model [c0, c_i...]; empty: the ridge alone"
+    )
 
 
 class BundleData(BaseModel):
@@ -81,22 +88,6 @@ class BundleData(BaseModel):
     calibration: Calibration | None = Field(
         None, description="network-level terms fitted on measured networks (predictor.calibration)"
     )
-
-
-def _with_shapes(model: onnx.ModelProto, shapes: Mapping[str, Sequence[int]]) -> onnx.ModelProto:
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    names = {i.name for i in out.graph.input}
-    unknown = sorted(set(shapes) - names)
-    if unknown:
-        raise ValueError(f"input_shapes names {unknown}, the model's inputs are {sorted(names)}")
-    for value in out.graph.input:
-        if value.name in shapes:
-            dims = value.type.tensor_type.shape.dim
-            del dims[:]
-            for d in shapes[value.name]:
-                dims.add().dim_value = int(d)
-    return out
 
 
 class PredictorBundle:
@@ -140,10 +131,11 @@ class PredictorBundle:
         """Log-latency predictions per booster (main model first, then the ensemble)."""
         groups: dict[str, list[int]] = defaultdict(list)
         for i, cfg in enumerate(cfgs):
-            fam = cfg.family if cfg.family in self._models else FALLBACK
+            own = cfg.family
+            fam = own if own in self._models else FALLBACK
             if fam not in self._models:
                 raise ValueError(
-                    f"the predictor has no regressor for kernel family {cfg.family!r} and no "
+                    f"the predictor has no regressor for kernel family {own!r} and no "
                     f"{FALLBACK!r} fallback; rebuild it with samples of that family"
                 )
             groups[fam].append(i)
@@ -153,6 +145,8 @@ class PredictorBundle:
             x = np.array([FEATURES[fam][1](cfgs[i]) for i in idx], dtype=np.float64)
             fm = self.data.families[fam]
             base = x[:, fm.linear_features] @ np.array(fm.linear_coef) + fm.linear_intercept
+            if fm.size_coef:
+                base = base + log_sizes(x, fm.size_features, fm.size_coef)
             models = [self._models[fam], *self._ensembles[fam]][:n_models]
             for j, m in enumerate(models):
                 out[j][idx] = base + m.predict(x, num_threads=1)
@@ -173,8 +167,10 @@ class PredictorBundle:
         return [float(v) for v in preds.std(axis=0)]
 
     # ------------------------------------------------------------------ models
-    def _kernel_ms(self, det: Detection) -> tuple[list[float], list[str]]:
-        cfgs = [from_kernel(k) for k in det.kernels]
+    def _kernel_ms(
+        self, det: Detection, configs: Sequence[KernelConfig] | None = None
+    ) -> tuple[list[float], list[str]]:
+        cfgs = list(configs) if configs is not None else [from_kernel(k) for k in det.kernels]
         missing: dict[str, int] = defaultdict(int)
         for i, (k, c) in enumerate(zip(det.kernels, cfgs, strict=True)):
             if c.family not in self._models:
@@ -188,15 +184,17 @@ class PredictorBundle:
         return self.predict_configs(cfgs), notes
 
     def network_terms(
-        self, det: Detection, kernel_ms: Sequence[float] | None = None
+        self,
+        det: Detection,
+        kernel_ms: Sequence[float] | None = None,
+        configs: Sequence[KernelConfig] | None = None,
     ) -> dict[str, float]:
-        """The `predictor.calibration.TERMS` of a detected network (uncalibrated)."""
-        ms = kernel_ms if kernel_ms is not None else self._kernel_ms(det)[0]
-        layout = 0.0
-        if self.data.layout is not None:
-            t = layout_terms(det, self.data.layout)
-            layout = (t.network_melems - t.alone_melems) * self.data.layout.in_ms_per_melem
-        cfgs = [from_kernel(k) for k in det.kernels]
+        """The `predictor.calibration.TERMS` of a detected network (uncalibrated);
+        ``configs``: its kernels' `from_kernel` configs, where the caller has them."""
+        cfgs = list(configs) if configs is not None else [from_kernel(k) for k in det.kernels]
+        ms = kernel_ms if kernel_ms is not None else self._kernel_ms(det, cfgs)[0]
+        lm = self.data.layout
+        layout = layout_ms(det, lm, cfgs) if lm is not None else 0.0
         weights = sum(weight_elems(c) for c in cfgs if c.family == "fc")
         return {
             "kernels": float(sum(ms)), "layout": layout, "fc_weights_mb": 4 * weights / 1e6,
@@ -208,7 +206,8 @@ class PredictorBundle:
         return PredictorBundle(self.data.model_copy(update={"calibration": calibration}))
 
     def predict_detection(self, det: Detection) -> Prediction:
-        ms, notes = self._kernel_ms(det)
+        cfgs = [from_kernel(k) for k in det.kernels]  # once: kernels, layout and weights
+        ms, notes = self._kernel_ms(det, cfgs)
         cal = self.data.calibration
         scale = cal.coef[0] if cal is not None else 1.0
         kernels = [
@@ -219,7 +218,7 @@ class PredictorBundle:
             for k, v in zip(det.kernels, ms, strict=True)
         ]
         if cal is not None:
-            terms = self.network_terms(det, ms)
+            terms = self.network_terms(det, ms, cfgs)
             for name, coef in zip(TERMS[1:], cal.coef[1:], strict=True):
                 kernels.append(
                     KernelPrediction(
@@ -238,9 +237,7 @@ class PredictorBundle:
     ) -> Prediction:
         """Predicted latency of ``model`` (``input_shapes`` fix its input shapes by name;
         other symbolic dimensions are 1)."""
-        if input_shapes:
-            model = _with_shapes(model, input_shapes)
-        return self.predict_detection(detect_kernels(model, self.rules))
+        return self.predict_detection(detect_kernels(model, self.rules, input_shapes=input_shapes))
 
 
 def _fallback(k: Kernel) -> KernelConfig:

@@ -1,6 +1,7 @@
 """Kernel detection: an ONNX graph -> the kernels a runtime executes, with their configs.
 
-1. shapes are inferred with static input dimensions (`predictor.graph.OnnxGraph`);
+1. shapes are inferred with static input dimensions (`predictor.graph.OnnxGraph`: our own
+   propagation for the ops it knows, `predictor.shapes`, else ONNX's shape inference);
 2. multi-node patterns become one op each (`predictor.patterns`: SE, GELU, h-swish, SiLU,
    decomposed LayerNorm, attention, channel shuffle); every other node is one op, except
    view/metadata nodes (`predictor.ops.DUMMY`) which are no kernel at all;
@@ -11,7 +12,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Literal
 
 import onnx
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,6 +58,9 @@ class Detection(BaseModel):
         return [k for k in self.kernels if k.type.split("+")[0] == prefix]
 
 
+EPILOGUE_ACTS = frozenset({*ACTIVATIONS, "gelu", "silu"})
+
+
 def _ops(g: OnnxGraph) -> list[Op]:
     position = {n.name: i for i, n in enumerate(g.nodes)}
     placed: list[tuple[int, Op]] = []
@@ -86,13 +91,21 @@ def _resolve(g: OnnxGraph, tensor: str, owner: Mapping[str, Op]) -> Op | None:
 
 
 def detect_kernels(
-    model: onnx.ModelProto, rules: FusionRules | None = None, dims: Mapping[str, int] | None = None
+    model: onnx.ModelProto,
+    rules: FusionRules | None = None,
+    dims: Mapping[str, int] | None = None,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+    inference: Literal["auto", "onnx"] = "auto",
 ) -> Detection:
     """Split ``model`` into kernels under ``rules`` (default: `default_rules`). ``dims`` fixes
-    symbolic input dimensions by name (others become 1)."""
+    symbolic input dimensions by name (others become 1); ``input_shapes`` fix whole input
+    shapes by input name; ``inference="onnx"`` forces ONNX's shape inference
+    (`predictor.graph.OnnxGraph`; same kernels, slower)."""
     rules = rules or default_rules()
-    g = OnnxGraph(model, dims)
+    g = OnnxGraph(model, dims, input_shapes, inference)
     ops = _ops(g)
+    # `FusionRules.allows`, as a set: every prefix of every pattern
+    prefixes = {tuple(p[:n]) for p in rules.patterns for n in range(1, len(p) + 1)}
     owner = {op.output: op for op in ops}
     users: dict[int, list[Op]] = {}
     for op in ops:
@@ -113,7 +126,7 @@ def detect_kernels(
             if len(nxt) != 1 or last.output in g.graph_outputs or id(nxt[0]) in kernel_of:
                 break
             cand = nxt[0]
-            if not rules.allows([o.token for o in chain] + [cand.token]):
+            if (*(o.token for o in chain), cand.token) not in prefixes:
                 break
             if cand.token in ("add", "mul") and all(owner.get(t) is last for t in cand.inputs):
                 break
@@ -138,7 +151,7 @@ def _kernel(index: int, chain: list[Op]) -> Kernel:
     tokens = [o.token for o in chain]
     config = dict(head.config)
     config["output_shape"] = chain[-1].config.get("output_shape", [])
-    acts = [t for t in tokens[1:] if t in (*ACTIVATIONS, "gelu", "silu")]
+    acts = [t for t in tokens[1:] if t in EPILOGUE_ACTS]
     if len(chain) > 1 or head.token in ("conv", "dwconv", "fc"):
         config["activation"] = acts[-1] if acts else None
         config["bn"] = "bn" in tokens[1:]

@@ -5,10 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import onnx
-
 from predictor.graph import OnnxGraph
 from predictor.patterns import Composite
+from predictor.shapes import GraphNode
 
 Config = dict[str, object]
 
@@ -32,7 +31,7 @@ SIMPLE = {
 class Op:
     token: str
     kind: str
-    nodes: list[onnx.NodeProto]
+    nodes: list[GraphNode]
     inputs: list[str]
     output: str
     config: Config = field(default_factory=dict)
@@ -42,7 +41,7 @@ def _ints(value: object) -> list[int]:
     return [int(v) for v in value] if isinstance(value, list | tuple) else []
 
 
-def _conv(g: OnnxGraph, node: onnx.NodeProto) -> tuple[str, str, Config]:
+def _conv(g: OnnxGraph, node: GraphNode) -> tuple[str, str, Config]:
     xs, ws, ys = g.shape(node.input[0]), g.shape(node.input[1]), g.shape(node.output[0])
     groups = g.attr_int(node, "group", 1)
     cin, cout = xs[1], ws[0]
@@ -71,14 +70,14 @@ def _conv(g: OnnxGraph, node: onnx.NodeProto) -> tuple[str, str, Config]:
     return token, kind, config
 
 
-def _fc(g: OnnxGraph, node: onnx.NodeProto, weight: str) -> Config:
+def _fc(g: OnnxGraph, node: GraphNode, weight: str) -> Config:
     xs, ys, ws = g.shape(node.input[0]), g.shape(node.output[0]), g.shape(weight)
     trans_b = node.op_type == "Gemm" and bool(g.attr(node, "transB", 0))
     cin = ws[-1] if trans_b else ws[0]
     return {"cin": cin, "cout": ys[-1] if ys else 0, "tokens": math.prod(xs[:-1]) if xs else 1}
 
 
-def _pool(g: OnnxGraph, node: onnx.NodeProto) -> Config:
+def _pool(g: OnnxGraph, node: GraphNode) -> Config:
     xs = g.shape(node.input[0])
     k = _ints(g.attr(node, "kernel_shape"))
     s = _ints(g.attr(node, "strides"))
@@ -90,7 +89,7 @@ def _pool(g: OnnxGraph, node: onnx.NodeProto) -> Config:
     }
 
 
-def node_op(g: OnnxGraph, node: onnx.NodeProto) -> Op | None:
+def node_op(g: OnnxGraph, node: GraphNode) -> Op | None:
     """The op of one node, or None for a node that is no kernel (`DUMMY`, constant folding)."""
     data = [i for i in node.input if i and not g.is_const(i)]
     if node.op_type in DUMMY or not data:

@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import onnx
-
 from predictor.graph import OnnxGraph
+from predictor.shapes import GraphNode
 
 ELEMENTWISE = {
     "Add", "Sub", "Mul", "Div", "Pow", "Erf", "Tanh", "Sigmoid", "HardSigmoid", "Clip",
@@ -34,7 +33,7 @@ SE_BODY = {
 @dataclass
 class Composite:
     token: str
-    nodes: list[onnx.NodeProto]
+    nodes: list[GraphNode]
     input: str
     output: str
     config: dict[str, object] = field(default_factory=dict)
@@ -42,10 +41,10 @@ class Composite:
 
 def _between(
     g: OnnxGraph, x: str, tensor: str, allowed: set[str], limit: int = 12
-) -> list[onnx.NodeProto] | None:
+) -> list[GraphNode] | None:
     """Nodes on every path from tensor ``x`` to ``tensor`` in graph order, if ``tensor``
     depends only on ``x`` and constants through ``allowed`` ops (at most ``limit`` nodes)."""
-    seen: dict[str, onnx.NodeProto] = {}
+    seen: dict[str, GraphNode] = {}
     stack = [tensor]
     while stack:
         t = stack.pop()
@@ -63,7 +62,7 @@ def _between(
     return sorted(seen.values(), key=lambda n: g.position[n.name]) or None
 
 
-def _private(g: OnnxGraph, nodes: list[onnx.NodeProto], output: str) -> bool:
+def _private(g: OnnxGraph, nodes: list[GraphNode], output: str) -> bool:
     """True when no tensor inside ``nodes`` except ``output`` is read outside them."""
     names = {n.name for n in nodes}
     for node in nodes:
@@ -75,16 +74,16 @@ def _private(g: OnnxGraph, nodes: list[onnx.NodeProto], output: str) -> bool:
     return True
 
 
-def _single_user(g: OnnxGraph, tensor: str, op: str) -> onnx.NodeProto | None:
+def _single_user(g: OnnxGraph, tensor: str, op: str) -> GraphNode | None:
     users = g.users(tensor)
     if len(users) == 1 and users[0].op_type == op and tensor not in g.graph_outputs:
         return users[0]
     return None
 
 
-def _const_tail(g: OnnxGraph, node: onnx.NodeProto, ops: tuple[str, ...]) -> list[onnx.NodeProto]:
+def _const_tail(g: OnnxGraph, node: GraphNode, ops: tuple[str, ...]) -> list[GraphNode]:
     """Consecutive single-user ops in ``ops`` with a constant second operand after ``node``."""
-    tail: list[onnx.NodeProto] = []
+    tail: list[GraphNode] = []
     cur = node
     while True:
         users = g.users(cur.output[0])
@@ -98,7 +97,7 @@ def _const_tail(g: OnnxGraph, node: onnx.NodeProto, ops: tuple[str, ...]) -> lis
         cur = nxt
 
 
-def _se(g: OnnxGraph, mul: onnx.NodeProto) -> Composite | None:
+def _se(g: OnnxGraph, mul: GraphNode) -> Composite | None:
     for x, gate in ((mul.input[0], mul.input[1]), (mul.input[1], mul.input[0])):
         sig = g.source(gate)
         if sig is None or sig.op_type not in ("Sigmoid", "HardSigmoid"):
@@ -130,9 +129,9 @@ def _se(g: OnnxGraph, mul: onnx.NodeProto) -> Composite | None:
     return None
 
 
-def _gated(g: OnnxGraph, mul: onnx.NodeProto) -> Composite | None:
+def _gated(g: OnnxGraph, mul: GraphNode) -> Composite | None:
     """x * f(x) for an elementwise f: GELU (Erf or tanh form), h-swish, SiLU."""
-    pairs: list[tuple[str, str, list[onnx.NodeProto]]] = []
+    pairs: list[tuple[str, str, list[GraphNode]]] = []
     for a, b in ((mul.input[0], mul.input[1]), (mul.input[1], mul.input[0])):
         pairs.append((a, b, []))
         half = g.source(a)
@@ -168,7 +167,7 @@ def _gated(g: OnnxGraph, mul: onnx.NodeProto) -> Composite | None:
     return None
 
 
-def _layernorm(g: OnnxGraph, div: onnx.NodeProto) -> Composite | None:
+def _layernorm(g: OnnxGraph, div: GraphNode) -> Composite | None:
     sqrt = g.source(div.input[1])
     sub = g.source(div.input[0])
     if sqrt is None or sqrt.op_type != "Sqrt" or sub is None or sub.op_type != "Sub":
@@ -188,7 +187,7 @@ def _layernorm(g: OnnxGraph, div: onnx.NodeProto) -> Composite | None:
     return Composite("layernorm", nodes, x, out, {"form": "decomposed"})
 
 
-def _attention(g: OnnxGraph, softmax: onnx.NodeProto) -> Composite | None:
+def _attention(g: OnnxGraph, softmax: GraphNode) -> Composite | None:
     mm2 = _single_user(g, softmax.output[0], "MatMul")
     if mm2 is None or mm2.input[0] != softmax.output[0]:
         return None
@@ -238,7 +237,7 @@ def _attention(g: OnnxGraph, softmax: onnx.NodeProto) -> Composite | None:
     )
 
 
-def _shuffle(g: OnnxGraph, tr: onnx.NodeProto) -> Composite | None:
+def _shuffle(g: OnnxGraph, tr: GraphNode) -> Composite | None:
     before = g.source(tr.input[0])
     after = _single_user(g, tr.output[0], "Reshape")
     if before is None or before.op_type != "Reshape" or after is None:

@@ -39,6 +39,10 @@ the widest range of configurations (grouped, strided, 1x1 to 7x7; ``conv`` most:
 and grouped convolutions run different code paths)."""
 GROUPED_SHARE = 0.4
 """Share of the uniform ``conv`` draws that are grouped (group width 8, 16 or 32)."""
+UNALIGNED_SHARE = {"dwconv": 0.25, "conv": 0.1, "pwconv": 0.1}
+"""Share of a family's initial configs given input channels that are not a multiple of
+`predictor.layout.ALIGN` (4): onnxruntime runs those convolutions in the plain layout, at
+several times the cost (GhostNet's odd widths); the other draws keep multiples of 8."""
 
 
 SHIPPED = Path(__file__).resolve().parent / "data" / "real_configs.json"
@@ -265,8 +269,35 @@ def plan_initial(
     plan = [KernelConfig(type=RUNTIME_OVERHEAD, params={})]
     for fam in families_of(real):
         n = per_type * WEIGHT.get(fam, 1)
-        plan += _family_plan(fam, n, real, rules, random.Random(f"{seed}:{fam}"))
+        cfgs = _family_plan(fam, n, real, rules, random.Random(f"{seed}:{fam}"))
+        plan += _unaligned(cfgs, UNALIGNED_SHARE.get(fam, 0.0), random.Random(f"{seed}:{fam}:u"))
     return plan
+
+
+def _unaligned(cfgs: list[KernelConfig], share: float, rng: random.Random) -> list[KernelConfig]:
+    """``cfgs`` with the last ``share`` of them (dense or depthwise convolutions reading 16
+    channels or more) moved to a channel count that is not a multiple of 4."""
+    out = list(cfgs)
+    keys = {c.key() for c in cfgs}
+    todo = round(share * len(cfgs))
+    for i in range(len(out) - 1, -1, -1):
+        if todo <= 0:
+            break
+        p = dict(out[i].params)
+        dense = out[i].family != "dwconv" and int(p.get("groups", 1)) == 1
+        if not (dense or out[i].family == "dwconv") or int(p["cin"]) < 16:
+            continue
+        p["cin"] = int(p["cin"]) + rng.choice([-2, -1, 1, 2, 3])
+        if p["cin"] % 4 == 0:
+            p["cin"] = int(p["cin"]) + 2
+        if out[i].family == "dwconv":
+            p["cout"] = p["groups"] = p["cin"]
+        cfg = KernelConfig(type=out[i].type, params=p)
+        if cfg.key() not in keys:
+            keys.add(cfg.key())
+            out[i] = cfg
+            todo -= 1
+    return out
 
 
 def plan_refinement(

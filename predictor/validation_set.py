@@ -55,17 +55,20 @@ def validation_networks(
     return out
 
 
-def calibration_networks(seed: int = 0, n_random: int = 2) -> list[ValidationNetwork]:
+def calibration_networks(
+    seed: int = 0, n_random: int = 2, resolutions: tuple[int, ...] = (224,)
+) -> list[ValidationNetwork]:
     """Networks to fit a `predictor.calibration.Calibration` on, disjoint from
-    `validation_networks`: the reference architectures at 224 px and width 1.0 (BatchNorm
-    in every other one: the models whose kernels seed the sampling,
-    `predictor.sampling.real_configs`) and ``n_random`` NAS-space networks of their own
-    seed at 224 px."""
+    `validation_networks`: the reference architectures at width 1.0 and each of
+    ``resolutions`` (BatchNorm in every other one; at 224 px: the models whose kernels seed
+    the sampling, `predictor.sampling.real_configs`) and ``n_random`` NAS-space networks
+    of their own seed at 224 px."""
     out = [
         ValidationNetwork(
-            name=f"{name}-w1.0-r224" + ("-bn" if i % 2 else ""), family=fam,
-            model=build(224, 1.0, bn=bool(i % 2), seed=1, **kw),
+            name=f"{name}-w1.0-r{res}" + ("-bn" if i % 2 else ""), family=fam,
+            model=build(res, 1.0, bn=bool(i % 2), seed=1, **kw),
         )
+        for res in resolutions
         for i, (name, (fam, build, kw)) in enumerate(ARCHS.items())
     ]  # fmt: skip
     rng = random.Random(f"calibration:{seed}")
