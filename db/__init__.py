@@ -4,4 +4,11 @@ Importing any part of ``db`` registers every table on ``db.base.Base`` (jobs nam
 conversions and queue keys by table, so all of them must be known together).
 """
 
-from db import conversions, models, nas, predictors, queue  # noqa: F401  (register every table)
+from db import (  # noqa: F401  (register every table)
+    conversions,
+    models,
+    nas,
+    prediction_cache,
+    predictors,
+    queue,
+)

@@ -19,7 +19,7 @@ from db.base import Base, utcnow
 
 class Predictor(Base):
     """A predictor build for one device and setting; ``status`` building -> succeeded | failed,
-    ``phase`` discovery -> initial -> refine -> validate -> done."""
+    ``phase`` discovery -> initial -> refine -> calibrate -> validate -> done."""
 
     __tablename__ = "predictors"
 
@@ -40,6 +40,12 @@ class Predictor(Base):
     bundle_json: Mapped[str | None] = deferred(mapped_column(Text, default=None))
     bundle_sha256: Mapped[str | None] = mapped_column(String(64), default=None)
     accuracy: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    accuracy_uncalibrated: Mapped[dict[str, Any] | None] = mapped_column(
+        default=None, doc="the validation score of the predictions before calibration"
+    )
+    calibration: Mapped[dict[str, Any] | None] = mapped_column(
+        default=None, doc="latencylab.predictors.CalibrationReport"
+    )
     bias: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     samples_reused: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, default=None)
@@ -84,6 +90,9 @@ class PredictorSample(Base):
     min_ms: Mapped[float | None] = mapped_column(Float, default=None)
     runs: Mapped[int | None] = mapped_column(Integer, default=None)
     times_ms: Mapped[list[Any]] = deferred(mapped_column(JSON, default=list, nullable=False))
+    layout_ms: Mapped[float | None] = mapped_column(
+        Float, default=None, doc="time of the median in layout conversions (its profile)"
+    )
     measured: Mapped[int] = mapped_column(Integer, default=0, doc="times a batch measured it")
     error: Mapped[str | None] = mapped_column(Text, default=None)
     single_status: Mapped[str | None] = mapped_column(String(16), default=None)
@@ -108,7 +117,9 @@ class PredictorLink(Base):
 
 
 class PredictorNetwork(Base):
-    """A whole network of a build's validation, predicted then measured end to end."""
+    """A whole network of a build, predicted then measured end to end: ``role`` calibration
+    (the network-level calibration is fitted on it) or validation (the build is scored on
+    it). ``terms``: its ``PredictorBundle.network_terms`` under the uncalibrated bundle."""
 
     __tablename__ = "predictor_networks"
 
@@ -117,7 +128,10 @@ class PredictorNetwork(Base):
     idx: Mapped[int] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(200))
     family: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16), default="validation", server_default="validation")
     predicted_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    predicted_uncalibrated_ms: Mapped[float | None] = mapped_column(Float, default=None)
+    terms: Mapped[dict[str, Any] | None] = mapped_column(default=None)
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), default=None, index=True)
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"), default=None)

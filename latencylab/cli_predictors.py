@@ -39,6 +39,8 @@ def _phase(p: PredictorPublic) -> str:
     if p.phase in ("initial", "refine"):
         where = "initial" if p.phase == "initial" else f"refine {p.round}"
         return f"predictor {p.id} {where}: samples {g.samples_done}/{g.samples_total}"
+    if p.phase == "calibrate":
+        return f"predictor {p.id} calibrating {g.calibration_done}/{g.calibration_total} networks"
     return f"predictor {p.id} validating {g.networks_done}/{g.networks_total} networks"
 
 
@@ -71,10 +73,21 @@ def _show(p: PredictorPublic) -> None:
             f"bias check: {b.n} kernels batched vs alone, median ratio {b.median_ratio:.3f}, "
             f"largest deviation {100 * (b.max_abs_dev or 0):.1f}%"
         )
+    cal, plain = p.calibration, (p.accuracy_uncalibrated or {}).get("overall")
+    if cal is not None:
+        coef = ", ".join(f"{t} {c:.3g}" for t, c in zip(cal.terms, cal.coef, strict=True))
+        loo = cal.leave_one_out_rmspe
+        console.print(
+            f"calibration on {len(cal.networks)} networks ({coef}): RMSPE on them "
+            f"{_pct(cal.uncalibrated_rmspe)}% -> {_pct(cal.fit_rmspe)}%"
+            + (f", leave-one-out {_pct(loo)}%" if loo is not None else "")
+            + (f"; validation RMSPE uncalibrated {_pct(plain.get('rmspe'))}%" if plain else "")
+        )
     g = p.progress
     console.print(
         f"samples: {g.samples_done} ({g.samples_reused} reused, {g.samples_failed} failed) in "
-        f"{g.jobs} jobs; probes {g.probes_done}; networks {g.networks_done}"
+        f"{g.jobs} jobs; probes {g.probes_done}; calibration networks {g.calibration_done}; "
+        f"networks {g.networks_done}"
     )
     if p.error:
         err.print(f"[yellow]{p.error}[/yellow]")

@@ -10,7 +10,7 @@ networks it never trained on. Field names are the public contract: add, never re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     import onnx
 
 PredictorStatus = Literal["building", "succeeded", "failed"]
-PredictorPhase = Literal["discovery", "initial", "refine", "validate", "done"]
+PredictorPhase = Literal["discovery", "initial", "refine", "calibrate", "validate", "done"]
+NetworkRole = Literal["calibration", "validation"]
 Statistic = Literal["min", "p50", "mean"]
 
 KERNEL_SETTINGS = MeasureSettings(
@@ -31,10 +32,13 @@ KERNEL_SETTINGS = MeasureSettings(
     max_duration_s=1.0,
     target_rel_ci=0.02,
     timeout_s=120.0,
-    profile=False,
+    profile=True,
 )
 """Settings of each kernel model (one process measures a whole batch, the standard protocol
-for each model in turn; ``timeout_s`` bounds each model, the batch gets the sum)."""
+for each model in turn; ``timeout_s`` bounds each model, the batch gets the sum). ``profile``:
+the per-layer profile pass after the steady state gives each sample its time in layout
+conversions (``KernelOutcome.layout_ms``) for the predictor's layout model; off, the build
+trains without one."""
 NETWORK_SETTINGS = MeasureSettings(
     warmup_runs=5,
     min_runs=20,
@@ -44,7 +48,8 @@ NETWORK_SETTINGS = MeasureSettings(
     timeout_s=300.0,
     profile=False,
 )
-"""Settings of each validation network (one fresh process each, as a benchmark)."""
+"""Settings of each calibration and validation network (one fresh process each, as a
+benchmark)."""
 
 
 class _Model(BaseModel):
@@ -77,6 +82,26 @@ class PredictorOptions(RequestModel):
     )
     max_failed_share: float = Field(
         0.1, ge=0, le=1, description="The build fails when more samples than this share failed"
+    )
+    calibrate: bool = Field(
+        True,
+        description="Fit a network-level calibration on measured calibration networks "
+        "(width 1.0, disjoint from the validation set) before validating",
+    )
+    calibrate_only: list[Text] | None = Field(
+        None,
+        max_length=200,
+        description="Only the calibration networks of these architectures/families "
+        "(at least 4 networks in all)",
+    )
+    calibrate_resolutions: list[Annotated[int, Field(ge=32, le=1024)]] = Field(
+        default_factory=lambda: [224, 128, 192],
+        min_length=1,
+        max_length=8,
+        description="Input sizes of the calibration architectures (each one at every size)",
+    )
+    calibrate_random: int = Field(
+        2, ge=0, le=100, description="Random NAS-space calibration networks per space (224 px)"
     )
     validate_resolution: int = Field(224, ge=16, le=1024, description="Validation input size")
     validate_random: int = Field(10, ge=0, le=500, description="Random NAS-space networks")
@@ -130,16 +155,43 @@ class PredictorProgress(_Model):
     networks_done: int = 0
     networks_total: int = 0
     networks_failed: int = 0
+    calibration_done: int = 0
+    calibration_total: int = 0
+    calibration_failed: int = 0
     jobs: int = Field(0, description="Measurement jobs this build queued")
 
 
 class ValidationPoint(_Model):
+    """A whole network of the build, predicted then measured end to end; ``predicted_ms``
+    of a calibration network: the uncalibrated prediction it was fitted on."""
+
     name: str
     family: str
+    role: NetworkRole = "validation"
     predicted_ms: float | None = None
+    predicted_uncalibrated_ms: float | None = Field(
+        None, description="Validation: the prediction before calibration"
+    )
     measured_ms: float | None = None
     status: str = "pending"
     error: str | None = None
+
+
+class CalibrationReport(_Model):
+    """The network-level calibration (``predictor.calibration``) fitted on the build's
+    calibration networks, never on the validation networks it is scored on."""
+
+    terms: list[str]
+    coef: list[float]
+    networks: list[str] = Field(description="The networks it was fitted on")
+    fit_rmspe: float = Field(description="RMSPE on those networks after calibration")
+    uncalibrated_rmspe: float = Field(description="RMSPE on those networks before")
+    leave_one_out_errors: dict[str, float] | None = Field(
+        None, description="Relative error of each network under a fit without it (5+ networks)"
+    )
+    leave_one_out_rmspe: float | None = None
+    measured_ms: dict[str, float] = Field(default_factory=dict)
+    failed: int = Field(0, description="Calibration networks whose measurement failed")
 
 
 class BiasPoint(_Model):
@@ -176,8 +228,13 @@ class PredictorPublic(_Model):
     accuracy: dict[str, Any] | None = Field(
         None, description="predictor.accuracy's report (acc5/acc10/RMSPE/rho per family, overall)"
     )
+    accuracy_uncalibrated: dict[str, Any] | None = Field(
+        None, description="The same report of the predictions before calibration"
+    )
+    calibration: CalibrationReport | None = None
     bias: BiasCheck | None = None
     points: list[ValidationPoint] = Field(default_factory=list)
+    calibration_points: list[ValidationPoint] = Field(default_factory=list)
     failed_samples: list[dict[str, Any]] = Field(default_factory=list)
     reused: bool = Field(False, description="POST: an identical build was returned")
     error: str | None = None
@@ -230,6 +287,11 @@ class KernelManifest(_Model):
 class KernelOutcome(_Model):
     key: str
     result: MeasureResult
+    layout_ms: float | None = Field(
+        None,
+        description="Time of the median in layout conversions: the median times their share "
+        "of the per-layer profile (None without a profile)",
+    )
 
 
 BATCH_KIND = "predictor_batch"

@@ -2,7 +2,8 @@
 
 One coordinator (SQLite) with one real agent. Two models with an accuracy are uploaded; the
 model page says no predictor exists; a TINY predictor (default fusion rules, one sample per
-kernel family in one batch job, one kernel in the bias check, one small validation network)
+kernel family in one batch job, one kernel in the bias check, one small validation network,
+no calibration)
 is built through the API while the predictor page and the model page watch it live. Then the
 model page shows the predicted latency before any benchmark, and after one benchmark the
 predicted and the measured latency side by side; the predictor page shows the accuracy report,
@@ -48,6 +49,7 @@ TINY = {
     "validate_resolution": 32,
     "validate_random": 0,
     "validate_only": ["mobilenet_v2"],
+    "calibrate": False,  # the calibration phase is tests/test_predictors.py's
 }
 BUILD_TIMEOUT_MS = 150_000
 
@@ -218,6 +220,8 @@ def test_predictor_pages_show_progress_accuracy_scatter_and_bias(
     page.wait_for_url(f"**/predictors/{built['id']}")
     tab.ready()
     assert page.locator("#predictor-phases li.current, #predictor-phases li.failed").count() == 0
+    assert page.locator("#predictor-phases li.skipped[data-phase='calibrate']").count() == 1
+    assert "options.calibrate false" in page.locator("#predictor-calibration").inner_text()
     done = page.locator("#predictor-counts [data-stat='samples']")
     g = p["progress"]
     assert done.get_attribute("data-done") == str(g["samples_total"]) != "0"

@@ -8,7 +8,10 @@ its kernels in batches: the job's artifact is a zip of ONNX files with a ``manif
 for every model loads it, runs first inference, warmup and steady state with the job's
 settings, keeps its raw times and unloads it. The report is one ``MeasureResult`` whose
 ``environment[BATCH_ENV_KEY]`` lists each model's own result (``KernelOutcome``); the
-coordinator files them as samples. Whether batching biases the kernels is checked by the
+coordinator files them as samples. With ``profile`` on, each outcome carries its time in
+layout conversions (``layout_ms``: the median times the share of the per-layer profile in
+``predictor.kernel_models.LAYOUT_OPS``, as ``bench.predictor`` measures it) and the profile
+itself is dropped: the predictor's layout model needs only that number. Whether batching biases the kernels is checked by the
 build itself: some are measured again the standard way, one fresh process each.
 
 Devices whose measurer is not the local subprocess (a phone over adb, a Jetson) measure the
@@ -61,6 +64,19 @@ def _slim(result: MeasureResult) -> MeasureResult:
     return result.model_copy(update={"environment": env, "profile": []})
 
 
+def outcome(key: str, result: MeasureResult) -> KernelOutcome:
+    """One model's outcome: its slim result and its layout-conversion time (from the
+    profile, None without one)."""
+    from predictor.kernel_models import kernel_latency  # onnx and numpy, not the predict extra
+
+    layout_ms = None
+    p50 = result.latency_ms.p50 if result.latency_ms is not None else None
+    if result.status == "succeeded" and p50 is not None and result.profile:
+        layers = [(layer.type, layer.time_ms) for layer in result.profile]
+        layout_ms = max(0.0, p50 - kernel_latency(p50, layers))
+    return KernelOutcome(key=key, result=_slim(result), layout_ms=layout_ms)
+
+
 def measure_batch(spec: BatchSpec, emit: Emit | None = None) -> BatchResult:
     """The subprocess side: measure every model of ``spec`` in this process, in order."""
     from agents.runners import get_runner
@@ -81,7 +97,7 @@ def measure_batch(spec: BatchSpec, emit: Emit | None = None) -> BatchResult:
             result = run_protocol(runner, item.settings)
         if not shared and result.environment:
             shared = dict(result.environment)
-        outcomes.append(KernelOutcome(key=key, result=_slim(result)))
+        outcomes.append(outcome(key, result))
     if emit is not None:
         emit({"phase": "batch", "done": n, "total": n})
     return BatchResult(outcomes=outcomes, environment=shared)
@@ -117,7 +133,7 @@ def _one_by_one(agent: Agent, items: list[tuple[str, MeasureSpec]], workdir: Pat
     for i, (key, spec) in enumerate(items):
         agent._on_progress({"phase": "batch", "done": i, "total": len(items)})
         r = agent.measure(spec, workdir=workdir, cancel=agent._cancel)
-        outcomes.append(KernelOutcome(key=key, result=_slim(r)))
+        outcomes.append(outcome(key, r))
     return BatchResult(outcomes=outcomes)
 
 

@@ -2,9 +2,10 @@
 
 A target (device, runtime, precision, batch size, optionally threads) with a succeeded
 predictor gets one predicted point per model that carries the metric and has no measured
-result there yet; once it is measured, the measured point replaces it. Nothing is cached:
-each call predicts afresh through ``server.store.predictors.predict_model`` (the parsed
-bundle is reused there; a model costs its ONNX parse and kernel detection).
+result there yet; once it is measured, the measured point replaces it. Predictions come
+from ``server.store.predictors.predict_model``, which keeps each one once computed
+(``stored_predictions``: bundle hash, ONNX hash, input shapes), so a model costs its ONNX
+parse and kernel detection once per trained bundle, in whichever process asks first.
 """
 
 from __future__ import annotations

@@ -8,10 +8,15 @@ say where the build stands, and ``advance`` is idempotent. The phases::
     discovery  fusion-rule probes (predictor.discovery replayed over measured probes: each
                round queues the probes the replay still asks for)
     initial    predictor.sampling.plan_initial -> kernel models in batch jobs (+ the bias
-               check: a few kernels also measured alone) -> predictor.train
+               check: a few kernels also measured alone) -> predictor.train (regressors, and
+               the layout model from each sample's layout-conversion time)
     refine     predictor.sampling.plan_refinement (per round) -> batches -> train again
+    calibrate  calibration networks measured end to end -> predictor.calibration fitted,
+               the calibrated bundle stored (``options.calibrate`` false: skipped)
     validate   predictor.validation_set networks, predicted, then measured end to end
     done       predictor.accuracy.score -> the stored report      (status succeeded)
+
+The network phases are in ``predictor_networks``.
 
 A phase whose samples failed beyond ``max_failed_share`` fails the build (resume retries
 the failed ones; measured samples are kept and never measured again in that scope).
@@ -19,10 +24,8 @@ the failed ones; measured samples are kept and never measured again in that scop
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
-import statistics
 from collections import OrderedDict
 from collections.abc import Sequence
 from functools import lru_cache
@@ -32,13 +35,15 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from db.models import utcnow
-from db.predictors import Predictor, PredictorNetwork, PredictorSample
+from db.predictors import Predictor, PredictorSample
 from server.artifacts import ArtifactStore
 from server.store import predictor_jobs as jobs
+from server.store import predictor_networks as nets
 from server.store.predictor_discovery import discovery
 from server.store.predictor_samples import (
     ACTIVE,
     RUNTIME,
+    fail,
     link_samples,
     linked,
     networks_of,
@@ -160,17 +165,19 @@ def _refill_bias(session: Session, store: ArtifactStore, p: Predictor) -> bool:
 
 
 def _train(session: Session, p: Predictor) -> Any:
+    """The regressors, and the layout model from the samples' layout-conversion times
+    (where their measurements had a profile), as ``bench.predictor`` trains them."""
     from predictor.train import train
 
     stat = str(p.settings.get("statistic", "min"))
-    data = [
-        (_config(s), v)
+    got = [
+        (s, _config(s), v)
         for _, s in linked(session, p)
         if s.kind == "kernel" and s.status == "succeeded" and (v := value_of(s, stat)) is not None
     ]
-    bundle = train(data, rules_of(p))
-    text = bundle.to_json()
-    p.bundle_json, p.bundle_sha256 = text, hashlib.sha256(text.encode()).hexdigest()
+    layout = [(c, float(s.layout_ms)) for s, c, _ in got if s.layout_ms is not None]
+    bundle = train([(c, v) for _, c, v in got], rules_of(p), layout=layout or None)
+    nets.store_bundle(p, bundle)
     return bundle
 
 
@@ -189,105 +196,6 @@ def _kernel_stage(session: Session, store: ArtifactStore, p: Predictor, stage: s
         )
         return True
     return True
-
-
-def fail(p: Predictor, error: str) -> None:
-    p.status, p.error, p.finished_at = "failed", error[:4000], utcnow()
-
-
-# ------------------------------------------------------------------ validation and score
-def validation_set(p: Predictor) -> list[Any]:
-    """The build's held-out networks (``validate_only``: architecture names or families)."""
-    from predictor.archs import ARCHS
-    from predictor.validation_set import validation_networks
-
-    o = options(p)
-    only = set(o.get("validate_only") or [])
-    archs = [a for a, (fam, _, _) in ARCHS.items() if a in only or fam in only] if only else None
-    if only and not archs and not int(o["validate_random"]):
-        return []
-    return validation_networks(
-        int(o["seed"]),
-        resolution=int(o["validate_resolution"]),
-        n_random=int(o["validate_random"]),
-        archs=archs,
-    )
-
-
-def _start_validation(session: Session, store: ArtifactStore, p: Predictor, bundle: Any) -> None:
-    for i, net in enumerate(validation_set(p)):
-        row = PredictorNetwork(
-            predictor_id=p.id, idx=i, name=net.name[:200], family=net.family[:64]
-        )
-        try:
-            row.predicted_ms = float(bundle.predict_onnx(net.model).latency_ms)
-            model, job = jobs.queue_network(session, store, p, net.name, net.model)
-            row.model_id, row.job_id, row.status = model.id, job.id, "queued"
-        except Exception as exc:
-            log.exception("predictor %s: validation network %s", p.id, net.name)
-            row.status, row.error = "failed", f"predicting or queueing failed: {exc}"
-            row.finished_at = utcnow()
-        session.add(row)
-    session.flush()
-
-
-def requeue_networks(session: Session, store: ArtifactStore, p: Predictor) -> None:
-    """Queue pending networks again (after a resume), from the same generated set."""
-    pending = [n for n in networks_of(session, p) if n.status == "pending"]
-    if not pending:
-        return
-    by_name = {n.name[:200]: n for n in validation_set(p)}
-    for row in pending:
-        if row.name not in by_name or not jobs.claim(session, PredictorNetwork, row.id):
-            continue
-        session.refresh(row)
-        model, job = jobs.queue_network(session, store, p, row.name, by_name[row.name].model)
-        row.model_id, row.job_id = model.id, job.id
-
-
-def bias_report(session: Session, p: Predictor) -> dict[str, Any]:
-    stat = str(p.settings.get("statistic", "min"))
-    points: list[dict[str, Any]] = []
-    for link, s in linked(session, p, "initial"):
-        single = (s.single_ms or {}).get(stat)
-        batched = value_of(s, stat)
-        if link.bias and s.single_status == "succeeded" and single and batched:
-            points.append(
-                {
-                    "key": s.key,
-                    "type": s.type,
-                    "batched_ms": batched,
-                    "single_ms": float(single),
-                    "ratio": batched / float(single),
-                }
-            )
-    ratios = [float(pt["ratio"]) for pt in points]
-    return {
-        "n": len(points),
-        "median_ratio": statistics.median(ratios) if ratios else None,
-        "max_abs_dev": max(abs(r - 1) for r in ratios) if ratios else None,
-        "points": points,
-    }
-
-
-def _score(session: Session, p: Predictor) -> None:
-    from predictor.accuracy import score
-
-    stat = str(p.settings.get("statistic", "min"))
-    nets = networks_of(session, p)
-    rows = [
-        (n.family, float(n.predicted_ms), float(m))
-        for n in nets
-        if n.status == "succeeded" and n.predicted_ms is not None and (m := value_of(n, stat))
-    ]
-    p.bias = bias_report(session, p)
-    if nets and not rows:
-        fail(p, f"all {len(nets)} validation networks failed (resume to retry): {nets[0].error}")
-        return
-    p.accuracy = score(rows).model_dump(mode="json") if rows else None
-    failed = len(nets) - len(rows)
-    p.error = f"{failed} of {len(nets)} validation networks failed" if failed else None
-    p.status, p.phase, p.finished_at = "succeeded", "done", utcnow()
 
 
 # ------------------------------------------------------------------ the driver
@@ -334,14 +242,23 @@ def _advance(session: Session, store: ArtifactStore, p: Predictor) -> None:
             )
             plan(session, p, f"refine{p.round}", refined)
             return _advance(session, store, p)
+        p.phase = "calibrate" if o.get("calibrate", True) else "validate"
+        nets.start(session, store, p, bundle)
+    if p.phase == "calibrate":
+        nets.start(session, store, p)
+        nets.requeue_networks(session, store, p)
+        _refill_bias(session, store, p)
+        if not nets.calibrated(session, p) or p.status != "building":
+            return
         p.phase = "validate"
-        _start_validation(session, store, p, bundle)
+        nets.start(session, store, p)
     if p.phase == "validate":
-        requeue_networks(session, store, p)
+        nets.start(session, store, p)
+        nets.requeue_networks(session, store, p)
         bias_busy = _refill_bias(session, store, p)
         if bias_busy or any(n.status in ACTIVE for n in networks_of(session, p)):
             return
-        _score(session, p)
+        nets.score(session, p)
 
 
 def safely(session: Session, what: str, fn: Any) -> None:

@@ -1,6 +1,6 @@
 """The job kinds of predictor builds: ``predictor_batch`` (many kernel models in one job),
 ``predictor_single`` (one kernel model in a fresh process: the bias check) and
-``predictor_network`` (a validation network end to end). Each files what its job measured,
+``predictor_network`` (a calibration or validation network end to end). Each files what its job measured,
 then lets every build waiting on it advance. Registered at app start (``server.wiring``)."""
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def batch_finished(ctx: JobContext, job: Job, result: Result | None) -> None:
             s.status, s.error, s.measured = "succeeded", None, (s.measured or 0) + 1
             s.mean_ms, s.p50_ms, s.min_ms, s.runs = lat.mean, lat.p50, lat.min, r.runs
             s.times_ms = list(r.times_ms)
+            s.layout_ms = o.layout_ms if o is not None else None
         if result is not None and got:  # the raw times live on in the samples
             env = dict(result.environment or {})
             env[BATCH_ENV_KEY] = {"moved_to": "predictor_samples", "models": len(got)}
@@ -121,7 +122,7 @@ def network_finished(ctx: JobContext, job: Job, result: Result | None) -> None:
         if p is not None:
             advance(session, ctx.store, p)
 
-    safely(session, f"validation network job {job.id}", run)
+    safely(session, f"network job {job.id}", run)
 
 
 class BatchKind(PlainKind):

@@ -1,4 +1,4 @@
-"""The measurement jobs of predictor builds: kernel batches, single kernels, validation nets.
+"""The measurement jobs of predictor builds: kernel batches, single kernels, whole networks.
 
 Each job measures a hidden model (``Model.kind`` ``kernels`` / ``kernel`` / ``validation``)
 stored in the artifact store like a table's block: its file is needed only while the job
@@ -146,9 +146,15 @@ def queue_single(session: Session, store: ArtifactStore, p: Predictor, key: str,
 
 
 def queue_network(
-    session: Session, store: ArtifactStore, p: Predictor, name: str, proto: Any
+    session: Session,
+    store: ArtifactStore,
+    p: Predictor,
+    name: str,
+    proto: Any,
+    role: str = "validation",
 ) -> tuple[Model, Job]:
-    """A validation network measured end to end (a fresh process, as a benchmark)."""
+    """A calibration or validation network measured end to end (a fresh process, as a
+    benchmark)."""
     return _queue(
         session,
         store,
@@ -157,10 +163,10 @@ def queue_network(
         fmt="onnx",
         model_kind="validation",
         job_kind=NETWORK_KIND,
-        name=f"predictor {p.id} validation {name}",
+        name=f"predictor {p.id} {role} {name}",
         io_=io_specs(proto),
         settings=p.settings["network"],
-        meta={"network": name},
+        meta={"network": name, "role": role},
     )
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db.models import utcnow
 from db.predictors import Predictor, PredictorLink, PredictorNetwork, PredictorSample
 
 ACTIVE = ("pending", "queued")
@@ -54,9 +55,18 @@ def linked(
     return [(link, s) for link, s in session.execute(q).all()]
 
 
-def networks_of(session: Session, p: Predictor) -> list[PredictorNetwork]:
+def networks_of(
+    session: Session, p: Predictor, role: str | None = "validation"
+) -> list[PredictorNetwork]:
+    """The build's networks of ``role`` (calibration | validation; None: both)."""
     q = select(PredictorNetwork).where(PredictorNetwork.predictor_id == p.id)
-    return list(session.scalars(q.order_by(PredictorNetwork.idx)))
+    if role is not None:
+        q = q.where(PredictorNetwork.role == role)
+    return list(session.scalars(q.order_by(PredictorNetwork.role, PredictorNetwork.idx)))
+
+
+def fail(p: Predictor, error: str) -> None:
+    p.status, p.error, p.finished_at = "failed", error[:4000], utcnow()
 
 
 def link_samples(

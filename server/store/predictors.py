@@ -20,6 +20,7 @@ from db.models import Job, Model
 from db.predictors import Predictor, PredictorNetwork
 from latencylab.predictors import (
     BiasCheck,
+    CalibrationReport,
     KernelLatency,
     ModelPrediction,
     ModelPredictions,
@@ -33,8 +34,11 @@ from latencylab.status import FINISHED
 from server.artifacts import ArtifactStore
 from server.config import Settings
 from server.store import predictor_build as build
+from server.store import predictor_networks as networks
 from server.store import predictor_samples as rows_of
 from server.store.conversions import NATIVE_RUNTIMES
+from server.store.onnx_graph import GraphUnreadable, graph_of
+from server.store.stored_predictions import Computed, cached
 from server.store.tables import TableRejected, resolve_device
 
 TERMINAL = ("succeeded", "failed")
@@ -95,6 +99,8 @@ def _check_options(body: PredictorCreate) -> None:
             f"options.kinds: unknown kernel type(s) or families {odd}; families: "
             f"{', '.join(FAMILIES)} (or a type of one, e.g. dwconv+relu6)"
         )
+    if (why := networks.check_options(body.options)) is not None:
+        raise PredictorRejected(why)
 
 
 def create_predictor(
@@ -158,7 +164,7 @@ def resume_predictor(
             s.single_status == "queued" and (single is None or single.status in FINISHED)
         ):
             s.single_status, s.single_job_id, s.single_ms = "pending", None, None
-    for n in rows_of.networks_of(session, p):
+    for n in rows_of.networks_of(session, p, None):
         job = session.get(Job, n.job_id) if n.job_id else None
         if n.status == "failed" or (
             n.status == "queued" and (job is None or job.status in FINISHED)
@@ -193,7 +199,9 @@ def progress_of(session: Session, p: Predictor) -> PredictorProgress:
     kernels = [s for _, s in rows if s.kind == "kernel"]
     probes = [s for _, s in rows if s.kind == "probe"]
     bias = [s for link, s in rows if link.bias]
-    nets = rows_of.networks_of(session, p)
+    every = rows_of.networks_of(session, p, None)
+    nets = [n for n in every if n.role == "validation"]
+    cal = [n for n in every if n.role == "calibration"]
     jobs = {s.job_id for s in kernels + probes if s.job_id} | {
         s.single_job_id for s in bias if s.single_job_id
     }
@@ -202,8 +210,9 @@ def progress_of(session: Session, p: Predictor) -> PredictorProgress:
         "probes_done": sum(s.status in TERMINAL for s in probes),
         "bias_done": sum(s.single_status in TERMINAL for s in bias),
         "networks_done": sum(n.status in TERMINAL for n in nets),
+        "calibration_done": sum(n.status in TERMINAL for n in cal),
     }
-    totals = (len(kernels), len(probes), len(bias), len(nets))
+    totals = (len(kernels), len(probes), len(bias), len(nets), len(cal))
     return PredictorProgress(
         done=sum(counts.values()),
         total=sum(totals),
@@ -214,7 +223,9 @@ def progress_of(session: Session, p: Predictor) -> PredictorProgress:
         bias_total=totals[2],
         networks_total=totals[3],
         networks_failed=sum(n.status == "failed" for n in nets),
-        jobs=len(jobs) + sum(n.job_id is not None for n in nets),
+        calibration_total=totals[4],
+        calibration_failed=sum(n.status == "failed" for n in cal),
+        jobs=len(jobs) + sum(n.job_id is not None for n in every),
         **counts,
     )
 
@@ -223,7 +234,8 @@ def _point(p: Predictor, n: PredictorNetwork) -> ValidationPoint:
     stat = str(p.settings.get("statistic", "min"))
     measured = rows_of.value_of(n, stat) if n.status == "succeeded" else None
     return ValidationPoint(
-        name=n.name, family=n.family, predicted_ms=n.predicted_ms, measured_ms=measured,
+        name=n.name, family=n.family, role=n.role, predicted_ms=n.predicted_ms,
+        predicted_uncalibrated_ms=n.predicted_uncalibrated_ms, measured_ms=measured,
         status=n.status, error=n.error,
     )  # fmt: skip
 
@@ -249,8 +261,11 @@ def predictor_public(session: Session, p: Predictor) -> PredictorPublic:
         settings=p.settings or {},
         fusion_rules=p.fusion_rules,
         accuracy=p.accuracy,
+        accuracy_uncalibrated=p.accuracy_uncalibrated,
+        calibration=CalibrationReport.model_validate(p.calibration) if p.calibration else None,
         bias=BiasCheck.model_validate(p.bias) if p.bias else None,
         points=[_point(p, n) for n in rows_of.networks_of(session, p)],
+        calibration_points=[_point(p, n) for n in rows_of.networks_of(session, p, "calibration")],
         failed_samples=failed[:50],
         error=p.error,
         created_at=p.created_at,
@@ -296,10 +311,8 @@ def _bundle(session: Session, p: Predictor) -> Any:
     return bundle
 
 
-def onnx_of(session: Session, store: ArtifactStore, model: Model) -> Any:
-    """The model as an ONNX ModelProto: the upload, or its ONNX conversion."""
-    import onnx
-
+def onnx_ref(session: Session, model: Model) -> tuple[str, dict[str, Any]]:
+    """The hash and artifact metadata of the model's ONNX: the upload, or its conversion."""
     sha = model.sha256 if model.format == "onnx" else None
     meta = dict(model.artifact_meta or {})
     if sha is None:
@@ -316,14 +329,18 @@ def onnx_of(session: Session, store: ArtifactStore, model: Model) -> Any:
                 409,
             )
         sha, meta = conv.artifact_sha256, dict(conv.artifact_meta or {})
-    if meta.get("archive"):
-        raise PredictorRejected(
-            f"model {model.id} is an archived ONNX (external data); predictions need a "
-            "single-file ONNX model",
-            422,
-        )
+    return sha, meta
+
+
+def onnx_of(session: Session, store: ArtifactStore, model: Model) -> Any:
+    """The model as an ONNX ModelProto (an archived one: its graph, without the weights)."""
+    sha, meta = onnx_ref(session, model)
     try:
-        return onnx.load_from_string(b"".join(store.iter_bytes(sha)))
+        return graph_of(store, sha, meta)
+    except GraphUnreadable as exc:
+        raise PredictorRejected(
+            f"model {model.id}: cannot read its ONNX graph: {exc}", 422
+        ) from exc
     except Exception as exc:  # a file onnx cannot parse (or no longer stored)
         raise PredictorRejected(f"model {model.id}: cannot read its ONNX file: {exc}", 422) from exc
 
@@ -344,19 +361,28 @@ def _shapes(model: Model, batch: int) -> dict[str, list[int]] | None:
 def predict_model(
     session: Session, store: ArtifactStore, p: Predictor, model: Model
 ) -> ModelPrediction:
+    """The prediction of ``p`` for the model, kept once computed (``stored_predictions``)."""
     bundle = _bundle(session, p)
-    proto = onnx_of(session, store, model)
-    try:
-        pred = bundle.predict_onnx(proto, _shapes(model, p.batch_size))
-    except Exception as exc:
-        raise PredictorRejected(f"model {model.id}: prediction failed: {exc}", 422) from exc
+    shapes = _shapes(model, p.batch_size)
+
+    def compute() -> Computed:
+        proto = onnx_of(session, store, model)
+        try:
+            pred = bundle.predict_onnx(proto, shapes)
+        except Exception as exc:
+            raise PredictorRejected(f"model {model.id}: prediction failed: {exc}", 422) from exc
+        kernels = [KernelLatency.model_validate(k.model_dump()) for k in pred.kernels]
+        return Computed(float(pred.latency_ms), kernels, list(pred.notes))
+
+    sha, _ = onnx_ref(session, model)
+    pred = cached(session, p.bundle_sha256 or "", sha, shapes, compute)
     return ModelPrediction(
         predictor_id=p.id,
         device=p.device_name,
         runtime=p.runtime,
-        latency_ms=float(pred.latency_ms),
-        kernels=[KernelLatency.model_validate(k.model_dump()) for k in pred.kernels],
-        notes=list(pred.notes),
+        latency_ms=pred.latency_ms,
+        kernels=pred.kernels,
+        notes=pred.notes,
         accuracy=(p.accuracy or {}).get("overall"),
     )
 

@@ -4,13 +4,14 @@
 import { api, ApiError } from "../api.js";
 import { ago, badge, card, clear, errorBox, h, notice } from "../ui.js";
 import { BUILD_HINT, predictorProgress, threadsText } from "./predictors.js";
-import { accuracyCard, biasCard, failedCard, networksCard, trackedCard } from "./predictor_view.js";
+import { accuracyCard, biasCard, calibrationCard, failedCard, networksCard, trackedCard } from "./predictor_view.js";
 
 const POLL_MS = 1500;
 const PHASES = [
   ["discovery", "fusion rules"],
   ["initial", "initial samples"],
   ["refine", "refinement"],
+  ["calibrate", "calibration"],
   ["validate", "held-out networks"],
   ["done", "done"],
 ];
@@ -18,7 +19,7 @@ const PHASES = [
 function pipeline(p) {
   const opts = (p.settings && p.settings.options) || {};
   const at = PHASES.findIndex(([k]) => k === p.phase);
-  const skipped = (k) => (k === "discovery" && opts.discover_fusion === false) || (k === "refine" && opts.refine_rounds === 0);
+  const skipped = (k) => (k === "discovery" && opts.discover_fusion === false) || (k === "refine" && opts.refine_rounds === 0) || (k === "calibrate" && opts.calibrate === false);
   return h(
     "ol",
     { class: "pipeline", id: "predictor-phases", dataset: { phase: p.phase } },
@@ -43,6 +44,7 @@ function counts(p) {
     item("probes", "fusion probes", g.probes_done, g.probes_total),
     item("samples", "kernel samples", g.samples_done, g.samples_total, bits(g.samples_failed && `${g.samples_failed} failed`, g.samples_reused && `${g.samples_reused} reused`)),
     item("bias", "measured alone (bias check)", g.bias_done, g.bias_total),
+    item("calibration", "calibration networks", g.calibration_done, g.calibration_total, g.calibration_failed ? `${g.calibration_failed} failed` : ""),
     item("networks", "held-out networks", g.networks_done, g.networks_total, g.networks_failed ? `${g.networks_failed} failed` : ""),
     h("div", { class: "stat small", dataset: { stat: "jobs" } }, h("span", { class: "stat-value" }, String(g.jobs)), h("span", { class: "stat-label" }, "measurement jobs")),
   );
@@ -101,7 +103,7 @@ export async function renderPredictor(root, { params, query }) {
     if (key !== drawn) {
       drawn = key;
       const tracked = h("div", { id: "predictor-tracked" }, trackedCard(null));
-      clear(parts.report, accuracyCard(p), tracked, h("div", { class: "two-col" }, biasCard(p), fusionCard(p)), networksCard(p), failedCard(p));
+      clear(parts.report, accuracyCard(p), tracked, h("div", { class: "two-col" }, biasCard(p), fusionCard(p)), calibrationCard(p), networksCard(p), failedCard(p));
       if (p.status === "succeeded") api(`/predictors/${id}/tracked`).then((r) => clear(tracked, trackedCard(r)), (err) => tracked.append(errorBox(err)));
     }
   };

@@ -103,6 +103,7 @@ export function networksCard(p) {
         { label: "family", value: (x) => x.family },
         { label: "status", value: (x) => badge(x.status) },
         { label: "predicted", class: "num", value: (x) => fmtMs(x.predicted_ms) },
+        ...(p.calibration ? [{ label: "before calibration", class: "num", value: (x) => fmtMs(x.predicted_uncalibrated_ms) }] : []),
         { label: "measured", class: "num", value: (x) => fmtMs(x.measured_ms) },
         { label: "error", class: "num", value: (x) => { const e = err(x); return e === null ? "–" : h("span", { class: Math.abs(e) <= 0.1 ? "ok" : "bad" }, signed(e)); } },
         { label: "", value: (x) => (x.error ? h("span", { class: "bad" }, x.error) : "") },
@@ -173,6 +174,33 @@ export function trackedCard(report) {
       ],
       pts,
       { rowAttrs: (p) => ({ dataset: { modelId: p.model_id } }), empty: "No model benchmarked on this device and settings yet." },
+    ),
+  );
+}
+
+export function calibrationCard(p) {
+  const c = p.calibration;
+  const opts = (p.settings && p.settings.options) || {};
+  const title = "Network-level calibration";
+  if (!c) {
+    const g = p.progress;
+    const why = opts.calibrate === false ? "No calibration in this build (options.calibrate false): a network is predicted as the sum of its kernels." : g.calibration_total ? `${g.calibration_done} of ${g.calibration_total} calibration networks measured so far.` : "Fitted once the kernels are trained, on whole networks measured end to end (width 1.0, several input sizes; never the held-out networks the build is scored on).";
+    return card(title, h("p", { class: "muted", id: "predictor-calibration", dataset: { state: "pending" } }, why));
+  }
+  const loo = c.leave_one_out_rmspe;
+  const plain = p.accuracy_uncalibrated && p.accuracy_uncalibrated.overall;
+  const after = p.accuracy && p.accuracy.overall;
+  const held = plain && after ? ` On the held-out networks: RMSPE ${pct(plain.rmspe)} before calibration, ${pct(after.rmspe)} after.` : "";
+  return card(
+    title,
+    h("p", { id: "predictor-calibration", dataset: { state: "ready", networks: c.networks.length } }, `Fitted on ${c.networks.length} whole networks measured end to end${c.failed ? ` (${c.failed} failed)` : ""}: RMSPE on them ${pct(c.uncalibrated_rmspe)} before, ${pct(c.fit_rmspe)} after${loo === null || loo === undefined ? "" : `, leave-one-out ${pct(loo)}`}.${held}`),
+    table(
+      [
+        { label: "term", value: (x) => h("code", {}, x.term) },
+        { label: "coefficient", class: "num", value: (x) => fmtNum(x.coef, 4) },
+      ],
+      c.terms.map((term, i) => ({ term, coef: c.coef[i] })),
+      { empty: "no terms" },
     ),
   );
 }
