@@ -30,13 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import onnx
-import onnxruntime as ort
 from pydantic import ValidationError
 
 from bench.predictor import RESULTS as ACCURACY_RESULTS
 from bench.predictor import cpu_model
+from bench.quick import quick_ort_ms
 from predictor.archs import ARCHS, convnext
 from predictor.bundle import PredictorBundle
 from predictor.calibration import Calibration
@@ -51,25 +50,9 @@ Inference = Literal["auto", "onnx"]
 PATHS: tuple[Inference, ...] = ("auto", "onnx")
 
 
-def quick_ms(model: onnx.ModelProto, runs: int = 7) -> float:
-    """Median of a few runs in an in-process onnxruntime session, 1 thread."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32) for i in sess.get_inputs()}
-    sess.run(None, feeds)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter_ns()
-        sess.run(None, feeds)
-        times.append((time.perf_counter_ns() - t) / 1e6)
-    return statistics.median(times)
-
-
 def build_bundle(per_type: int) -> tuple[PredictorBundle, str]:
     plan = plan_initial(per_type, 0, prior=real_configs())
-    samples = [(c, quick_ms(kernel_model(c))) for c in plan]
+    samples = [(c, quick_ort_ms(kernel_model(c), runs=7)) for c in plan]
     bundle = train(samples)
     note = f"trained here on {len(samples)} quick kernel measurements"
     try:

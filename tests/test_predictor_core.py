@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import math
-import statistics
-import time
 
-import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 
+from bench.quick import quick_ort_ms
 from predictor import default_rules, detect_kernels
 from predictor.accuracy import score
 from predictor.archs import mobilenet_v2, mobilenet_v3, regnet, resnet, vit
@@ -39,22 +37,9 @@ def prior() -> list[KernelConfig]:
 
 
 def _ort_ms(model) -> float:
-    """Median of 15 runs in an in-process onnxruntime session (1 thread): real but quick
-    measurements, for the plumbing tests only (the bench uses the full protocol)."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32) for i in sess.get_inputs()}
-    for _ in range(3):
-        sess.run(None, feeds)
-    times = []
-    for _ in range(15):
-        t = time.perf_counter_ns()
-        sess.run(None, feeds)
-        times.append((time.perf_counter_ns() - t) / 1e6)
-    return statistics.median(times)
+    """Real but quick in-process measurements, for the plumbing tests only (the bench uses
+    the full protocol)."""
+    return quick_ort_ms(model, runs=15, warmup=3)
 
 
 def test_sampling_is_deterministic_and_covers_real_models(prior) -> None:

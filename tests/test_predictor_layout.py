@@ -4,16 +4,14 @@ layout model prices them (predictor.layout, predictor.train). Accuracy is bench'
 from __future__ import annotations
 
 import math
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 import pytest
 
+from bench.quick import quick_ort_ms, session
 from predictor.archs import mobilenet_v2, mobilenet_v3, regnet
 from predictor.baseline import fit_sizes, log_sizes
 from predictor.bundle import PredictorBundle
@@ -35,28 +33,7 @@ from predictor.layout import LayoutModel, alone_ms, fit_layout, layout_ms, layou
 from predictor.sampling import UNALIGNED_SHARE, plan_initial, real_configs
 from predictor.train import train
 
-
-def _session(model: onnx.ModelProto, optimized: Path | None = None) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    if optimized is not None:
-        so.optimized_model_filepath = str(optimized)
-    return ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-
-
-def _ms(model: onnx.ModelProto, runs: int = 15) -> float:
-    sess = _session(model)
-    rng = np.random.default_rng(0)
-    feeds = {i.name: rng.standard_normal(i.shape).astype(np.float32) for i in sess.get_inputs()}
-    sess.run(None, feeds)
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter_ns()
-        sess.run(None, feeds)
-        times.append((time.perf_counter_ns() - t) / 1e6)
-    return statistics.median(times)
+_ms = quick_ort_ms
 
 
 def test_conversion_models_run_the_reorders_onnxruntime_inserts() -> None:
@@ -64,7 +41,7 @@ def test_conversion_models_run_the_reorders_onnxruntime_inserts() -> None:
         cfg = conversion_config(direction, c, 9)
         model = conversion_model(cfg)
         with tempfile.TemporaryDirectory() as d:
-            sess = _session(model, Path(d) / "opt.onnx")
+            sess = session(model, str(Path(d) / "opt.onnx"))
             ops = [n.op_type for n in onnx.load(Path(d) / "opt.onnx").graph.node]
         assert ops == ["ReorderInput" if direction == "in" else "ReorderOutput"]
         shape = [1, c if direction == "in" else padded(c), 9, 9]
@@ -167,7 +144,7 @@ def test_network_layout_term_follows_onnxruntime_graph() -> None:
     for net in (mobilenet_v2(96, 0.75), mobilenet_v3(96, 0.75), regnet(96, 1.0)):
         det = detect_kernels(net)
         with tempfile.TemporaryDirectory() as d:
-            _session(net, Path(d) / "opt.onnx")
+            session(net, str(Path(d) / "opt.onnx"))
             opt = onnx.load(Path(d) / "opt.onnx")
         # priced at 1 ms each, the conversions count onnxruntime's reorder nodes (MobileNetV3:
         # 2 more, the h-swish of two convolutions converted twice, once per reader)
@@ -278,6 +255,6 @@ def test_unaligned_convolutions_are_sampled_and_run_plain() -> None:
     ):
         assert signature(cfg) == sig
         with tempfile.TemporaryDirectory() as d:
-            _session(kernel_model(cfg), Path(d) / "opt.onnx")
+            session(kernel_model(cfg), str(Path(d) / "opt.onnx"))
             ops = {n.op_type for n in onnx.load(Path(d) / "opt.onnx").graph.node}
         assert ("ReorderOutput" in ops) == (not sig.endswith("_unaligned")), cfg
