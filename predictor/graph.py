@@ -17,7 +17,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper, shape_inference
 
-from predictor.shapes import GraphNode, propagate
+from predictor.nodes import GraphNode
+from predictor.shapes import propagate
 
 FOLDABLE = {
     "Shape", "Slice", "Concat", "Gather", "Unsqueeze", "Squeeze", "Cast", "Mul", "Add", "Sub",

@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass, field
 
 from predictor.graph import OnnxGraph
+from predictor.nodes import GraphNode
 from predictor.patterns import Composite
-from predictor.shapes import GraphNode
 
 Config = dict[str, object]
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from predictor.graph import OnnxGraph
-from predictor.shapes import GraphNode
+from predictor.nodes import GraphNode
 
 ELEMENTWISE = {
     "Add", "Sub", "Mul", "Div", "Pow", "Erf", "Tanh", "Sigmoid", "HardSigmoid", "Clip",
