@@ -86,7 +86,8 @@ def _show(p: PredictorPublic) -> None:
     g = p.progress
     console.print(
         f"samples: {g.samples_done} ({g.samples_reused} reused, {g.samples_failed} failed) in "
-        f"{g.jobs} jobs; probes {g.probes_done}; calibration networks {g.calibration_done}; "
+        f"{g.jobs} jobs; probes {g.probes_done}; layout conversions {g.conversions_done}; "
+        f"calibration networks {g.calibration_done}; "
         f"networks {g.networks_done}"
     )
     if p.error:

@@ -83,6 +83,15 @@ class PredictorOptions(RequestModel):
     max_failed_share: float = Field(
         0.1, ge=0, le=1, description="The build fails when more samples than this share failed"
     )
+    conversions: int = Field(
+        24,
+        ge=0,
+        le=500,
+        description="Layout conversions measured per direction as kernel models of their own "
+        "(onnxruntime's NCHWc reorders, predictor.conversions; as bench.predictor "
+        "--conversions), when the samples' profiles show conversions; they price the layout "
+        "model per shape. 0: priced from the profiles only",
+    )
     calibrate: bool = Field(
         True,
         description="Fit a network-level calibration on measured calibration networks "
@@ -150,6 +159,9 @@ class PredictorProgress(_Model):
     samples_reused: int = Field(0, description="Samples measured before this build")
     probes_done: int = 0
     probes_total: int = 0
+    conversions_done: int = Field(0, description="Layout conversions measured alone")
+    conversions_total: int = 0
+    conversions_failed: int = 0
     bias_done: int = 0
     bias_total: int = 0
     networks_done: int = 0

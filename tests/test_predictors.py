@@ -1,8 +1,9 @@
 """Predictor builds end to end on SQLite and PostgreSQL: a real coordinator, a real agent.
 
 One tiny build per backend (measured fusion rules on 3 candidates, one sample per kernel
-family profiled for its layout conversions, one refinement round, 2 kernels in the bias
-check, a calibration on the 4 smallest calibration networks, 2 small validation networks)
+family profiled for its layout conversions, 3 layout conversions per direction measured as
+models of their own where the profiles show conversions, one refinement round, 2 kernels in
+the bias check, a calibration on the 4 smallest calibration networks, 2 small validation networks)
 runs through the batch job kind and is shared; the rest reuse its samples. The full build is
 ``latencylab predictor build --device local --runtime onnxruntime --threads 1`` (minutes).
 """
@@ -43,6 +44,7 @@ OPTIONS: dict[str, Any] = {
     "refine_rounds": 1,
     "kernels_per_job": 8,
     "bias_check_n": 2,
+    "conversions": 3,  # per direction: the fewest a direction's cost is fitted on
     "validate_resolution": 32,
     "validate_random": 0,
     "validate_only": ["mobilenet_v2", "resnet18"],
@@ -168,6 +170,20 @@ def test_build_calibrates_on_its_own_networks_and_profiles_layouts(
         assert any(ms > 0 for t, ms in rows if t.split("+")[0] in ("conv", "pwconv"))
         layout = bundle["layout"]
         assert layout is not None and layout["samples"] > 0 and any(layout["blocked"].values())
+        # the profiles showed conversions: they were measured as models of their own, in the
+        # build's batch jobs, and price the layout model per direction
+        convs = _sql(
+            live,
+            "SELECT s.type, s.status, s.params, j.kind FROM predictor_samples s JOIN "
+            "predictor_links l ON l.sample_id = s.id JOIN jobs j ON j.id = s.job_id "
+            "WHERE l.predictor_id = :p AND s.kind = 'conversion'",
+            p=p.id,
+        )
+        assert sorted(t for t, *_ in convs) == ["layout_in"] * 3 + ["layout_out"] * 3
+        assert {(st, k) for _, st, _, k in convs} == {("succeeded", "predictor_batch")}
+        assert g.conversions_total == g.conversions_done == 6 and g.conversions_failed == 0
+        costs = layout["conversions"]
+        assert set(costs) == {"in", "out"} and all(c["samples"] == 3 for c in costs.values())
 
 
 def test_predict_via_api_and_sdk_on_an_uploaded_model(
@@ -247,6 +263,7 @@ def test_reuse_then_failure_then_resume_measures_nothing_twice(
         assert p.id != built.id and p.status == "building"
         failed = c.wait_predictor(p.id, timeout=300)
         assert failed.progress.samples_total == built.progress.samples_total
+        assert failed.progress.conversions_total == built.progress.conversions_total
         assert failed.progress.samples_reused >= built.progress.samples_total
         assert failed.status == "failed" and failed.phase == "calibrate"
         assert "0 of 4 calibration networks measured" in (failed.error or "")
@@ -308,6 +325,8 @@ TOO_FEW_TO_CALIBRATE = {  # 2 resnets at one size (given twice), no NAS network:
         ({"options": TOO_FEW_TO_CALIBRATE}, "at least 4"),
         ({"options": {"calibrate_resolutions": [8]}}, "calibrate_resolutions"),
         ({"options": {"calibration": False}}, "calibration"),
+        ({"options": {"conversions": -1}}, "conversions"),
+        ({"options": {"conversions": "all"}}, "conversions"),
         ({"settings": {"min_runs": 5, "max_runs": 2}}, "min_runs"),
     ],
 )

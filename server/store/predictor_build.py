@@ -8,8 +8,11 @@ say where the build stands, and ``advance`` is idempotent. The phases::
     discovery  fusion-rule probes (predictor.discovery replayed over measured probes: each
                round queues the probes the replay still asks for)
     initial    predictor.sampling.plan_initial -> kernel models in batch jobs (+ the bias
-               check: a few kernels also measured alone) -> predictor.train (regressors, and
-               the layout model from each sample's layout-conversion time)
+               check: a few kernels also measured alone; the layout conversions as kernels
+               of their own where the samples' profiles show conversions,
+               ``predictor_conversions``) -> predictor.train (regressors, and the layout
+               model from each sample's layout-conversion time, priced per shape by the
+               measured conversions)
     refine     predictor.sampling.plan_refinement (per round) -> batches -> train again
     calibrate  calibration networks measured end to end -> predictor.calibration fitted,
                the calibrated bundle stored (``options.calibrate`` false: skipped)
@@ -37,6 +40,7 @@ from sqlalchemy.orm import Session
 from db.models import utcnow
 from db.predictors import Predictor, PredictorSample
 from server.artifacts import ArtifactStore
+from server.store import predictor_conversions as conv
 from server.store import predictor_jobs as jobs
 from server.store import predictor_networks as nets
 from server.store.predictor_discovery import discovery
@@ -85,7 +89,8 @@ def initial_plan(per_type: int, seed: int, rules_json: str) -> tuple[Any, ...]:
     from predictor.fusion import FusionRules
     from predictor.sampling import plan_initial
 
-    return tuple(plan_initial(per_type, seed, FusionRules.model_validate_json(rules_json)))
+    rules = FusionRules.model_validate_json(rules_json)
+    return tuple(plan_initial(per_type, seed, rules, prior=list(conv.real_kernels(rules_json))))
 
 
 _REFINEMENTS: OrderedDict[tuple[str, int, int], list[Any]] = OrderedDict()
@@ -111,9 +116,14 @@ def _config(s: PredictorSample) -> Any:
     return KernelConfig(type=s.type, params=s.params)
 
 
-def _refill_kernels(session: Session, store: ArtifactStore, p: Predictor, stage: str) -> None:
+def _model_of(s: PredictorSample, seed: int) -> Any:
+    """The sample's model: a layout conversion's, or a kernel's."""
     from predictor.kernel_models import kernel_model
 
+    return conv.model(_config(s)) if s.kind == conv.KIND else kernel_model(_config(s), seed=seed)
+
+
+def _refill_kernels(session: Session, store: ArtifactStore, p: Predictor, stage: str) -> None:
     rows = [s for _, s in linked(session, p, stage)]
     queued_jobs = {s.job_id for s in rows if s.status == "queued"}
     per = int(options(p)["kernels_per_job"])
@@ -126,7 +136,7 @@ def _refill_kernels(session: Session, store: ArtifactStore, p: Predictor, stage:
                 continue
             session.refresh(s)
             try:
-                models.append((s, kernel_model(_config(s), seed=int(options(p)["seed"]))))
+                models.append((s, _model_of(s, int(options(p)["seed"]))))
             except Exception as exc:  # a config that cannot be built is a failed sample
                 log.exception("predictor %s: building kernel %s failed", p.id, s.key)
                 s.status, s.error, s.finished_at = (
@@ -166,7 +176,8 @@ def _refill_bias(session: Session, store: ArtifactStore, p: Predictor) -> bool:
 
 def _train(session: Session, p: Predictor) -> Any:
     """The regressors, and the layout model from the samples' layout-conversion times
-    (where their measurements had a profile), as ``bench.predictor`` trains them."""
+    (where their measurements had a profile) priced per shape by the measured conversions,
+    as ``bench.predictor`` trains them."""
     from predictor.train import train
 
     stat = str(p.settings.get("statistic", "min"))
@@ -176,17 +187,25 @@ def _train(session: Session, p: Predictor) -> Any:
         if s.kind == "kernel" and s.status == "succeeded" and (v := value_of(s, stat)) is not None
     ]
     layout = [(c, float(s.layout_ms)) for s, c, _ in got if s.layout_ms is not None]
-    bundle = train([(c, v) for _, c, v in got], rules_of(p), layout=layout or None)
+    conversions = conv.measured(session, p, stat)
+    bundle = train(
+        [(c, v) for _, c, v in got],
+        rules_of(p),
+        layout=layout or None,
+        conversions=conversions or None,
+    )
     nets.store_bundle(p, bundle)
     return bundle
 
 
 def _kernel_stage(session: Session, store: ArtifactStore, p: Predictor, stage: str) -> bool:
-    """Measure a stage's samples; True once it is over (trained, or the build failed)."""
+    """Measure a stage's samples; True once it is over (trained, or the build failed).
+    Failed conversions never fail it (``predictor_conversions``)."""
     _refill_kernels(session, store, p, stage)
-    rows = [s for _, s in linked(session, p, stage)]
-    if any(s.status in ACTIVE for s in rows):
+    every = [s for _, s in linked(session, p, stage)]
+    if any(s.status in ACTIVE for s in every):
         return False
+    rows = [s for s in every if s.kind != conv.KIND]
     failed = [s for s in rows if s.status == "failed"]
     share = float(options(p)["max_failed_share"])
     if rows and (len(failed) > share * len(rows) or len(failed) == len(rows)):
@@ -227,12 +246,15 @@ def _advance(session: Session, store: ArtifactStore, p: Predictor) -> None:
             int(o["initial_per_type"]), int(o["seed"]), rules_of(p).model_dump_json()
         )
         plan(session, p, "initial", list(cfgs))
+        conv.plan(session, p, rules_of(p).model_dump_json())  # the probes showed conversions
         p.phase = "initial"
     if p.phase in ("initial", "refine"):
         stage = "initial" if p.phase == "initial" else f"refine{p.round}"
         _refill_bias(session, store, p)  # the bias check's single jobs interleave
         if not _kernel_stage(session, store, p, stage) or p.status != "building":
             return
+        if stage == "initial" and conv.plan(session, p, rules_of(p).model_dump_json()):
+            return _advance(session, store, p)  # the kernels showed conversions: measure them
         bundle = _train(session, p)
         if p.round < int(o["refine_rounds"]) and int(o["refine_per_type"]) > 0:
             p.round += 1

@@ -38,6 +38,7 @@ from server.store import predictor_networks as networks
 from server.store import predictor_samples as rows_of
 from server.store.conversions import NATIVE_RUNTIMES
 from server.store.onnx_graph import GraphUnreadable, graph_of
+from server.store.predictor_conversions import KIND as CONVERSION
 from server.store.stored_predictions import Computed, cached
 from server.store.tables import TableRejected, resolve_device
 
@@ -198,21 +199,23 @@ def progress_of(session: Session, p: Predictor) -> PredictorProgress:
     rows = rows_of.linked(session, p)
     kernels = [s for _, s in rows if s.kind == "kernel"]
     probes = [s for _, s in rows if s.kind == "probe"]
+    convs = [s for _, s in rows if s.kind == CONVERSION]
     bias = [s for link, s in rows if link.bias]
     every = rows_of.networks_of(session, p, None)
     nets = [n for n in every if n.role == "validation"]
     cal = [n for n in every if n.role == "calibration"]
-    jobs = {s.job_id for s in kernels + probes if s.job_id} | {
+    jobs = {s.job_id for s in kernels + probes + convs if s.job_id} | {
         s.single_job_id for s in bias if s.single_job_id
     }
     counts = {
         "samples_done": sum(s.status in TERMINAL for s in kernels),
         "probes_done": sum(s.status in TERMINAL for s in probes),
+        "conversions_done": sum(s.status in TERMINAL for s in convs),
         "bias_done": sum(s.single_status in TERMINAL for s in bias),
         "networks_done": sum(n.status in TERMINAL for n in nets),
         "calibration_done": sum(n.status in TERMINAL for n in cal),
     }
-    totals = (len(kernels), len(probes), len(bias), len(nets), len(cal))
+    totals = (len(kernels), len(probes), len(bias), len(nets), len(cal), len(convs))
     return PredictorProgress(
         done=sum(counts.values()),
         total=sum(totals),
@@ -225,6 +228,8 @@ def progress_of(session: Session, p: Predictor) -> PredictorProgress:
         networks_failed=sum(n.status == "failed" for n in nets),
         calibration_total=totals[4],
         calibration_failed=sum(n.status == "failed" for n in cal),
+        conversions_total=totals[5],
+        conversions_failed=sum(s.status == "failed" for s in convs),
         jobs=len(jobs) + sum(n.job_id is not None for n in every),
         **counts,
     )
