@@ -241,9 +241,11 @@ class PredictorBundle:
 
 
 def _fallback(k: Kernel) -> KernelConfig:
-    """A kernel without a regressor of its own, as one pass over its output tensor."""
-    out = k.config.get("output_shape")
-    dims = [int(d) for d in out] if isinstance(out, list) and out else [1]
+    """A kernel without a regressor of its own, as one pass over its larger tensor (the
+    output, or the input of a reduction such as ``ReduceMean``)."""
+    shapes = [k.config.get("output_shape"), k.config.get("input_shape")]
+    known = [[int(d) for d in s] for s in shapes if isinstance(s, list) and s]
+    dims = max(known, key=math.prod) if known else [1]
     return KernelConfig(
         type="unknown", params={"tokens": max(1, math.prod(dims[:-1])), "dim": dims[-1]}
     )

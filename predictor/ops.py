@@ -122,9 +122,8 @@ def node_op(g: OnnxGraph, node: GraphNode) -> Op | None:
     elif op in ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool"):
         token = kind = SIMPLE[op]
         config = _pool(g, node)
-    elif op == "ReduceMean" and len(xs) == 4:
-        token = kind = "gap"
-        config = _pool(g, node)
+    elif op == "ReduceMean":  # a reduction kernel, not GAP (x.mean(3).mean(2) in OFA)
+        token = kind = "reducemean"
     elif op in ("Concat", "Split"):
         token = kind = SIMPLE[op]
         config = {

@@ -6,8 +6,10 @@ the order of `find_composites`; a node belongs to at most one composite.
 
 - ``se``: GlobalAveragePool/ReduceMean(x) -> 1x1 conv/FC -> act -> 1x1 conv/FC ->
   Sigmoid/HardSigmoid -> Mul(x, .)
-- ``gelu`` (Erf form and tanh approximation), ``hswish`` (x*HardSigmoid(x), x*relu6(x+3)/6),
-  ``silu`` (x*Sigmoid(x)): a Mul of x with an elementwise function of x
+- ``gelu`` (Erf form and tanh approximation), ``hswish`` (x*HardSigmoid(x)), ``silu``
+  (x*Sigmoid(x)): a Mul of x with an elementwise function of x. The written-out h-swish
+  x*relu6(x+3)/6 (OFA's ``Hswish`` as exported) is no composite: the runtime runs its
+  four elementwise ops one by one (measured: docs/predictor.md, "Exported networks")
 - ``layernorm``: ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div(/Mul/Add)
 - ``attention``: MatMul(q, k) (-> scale) (-> mask Add) -> Softmax -> MatMul(., v)
 - ``channel_shuffle``: Reshape -> Transpose -> Reshape
@@ -152,8 +154,12 @@ def _gated(g: OnnxGraph, mul: GraphNode) -> Composite | None:
             token, form = "gelu", "erf"
         elif "Tanh" in ops:
             token, form = "gelu", "tanh"
-        elif "HardSigmoid" in ops or "Clip" in ops or "Relu" in ops:
+        elif "HardSigmoid" in ops:
             token, form = "hswish", "decomposed"
+        elif "Clip" in ops or "Relu" in ops:
+            # written out (OFA's Hswish, x * relu6(x + 3) / 6): no one kernel; onnxruntime
+            # runs its Add, Clip, Mul and Div one by one (bench.predictor_exported)
+            continue
         elif ops == {"Sigmoid"}:
             token, form = "silu", "decomposed"
         else:
