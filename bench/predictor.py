@@ -1,7 +1,15 @@
 """Build a kernel-level latency predictor for this machine's CPU and validate it (issue 14).
 
     .venv/bin/python -m bench.predictor [--per-type 24] [--resolution 160] [--also-wall]
+    .venv/bin/python -m bench.predictor --runtime openvino --cache /tmp/pcache_ov.json
 
+``--runtime`` (default onnxruntime): any runtime with a `bench.predictor_runtime` profile,
+measured through its agent runner; for OpenVINO (CPU plugin) onnxruntime's NCHWc pieces
+(step 3's conversions, the layout model) are off and the kernel samples leave out the
+plugin's boundary ``Reorder`` nodes (``--kernel-statistic no-layout``).
+
+0. fusion rules: measured (``--discover-fusion``, `bench.predictor_runtime.discover_rules`)
+   or the defaults (the runtime's profile says which);
 1. plan: `predictor.sampling.plan_initial` (``--per-type`` configs per kernel family);
 2. measure every kernel model (`predictor.kernel_models.kernel_model`) with onnxruntime,
    ``--threads`` threads, the standard protocol (warmup, steady state, median), many
@@ -22,9 +30,13 @@
    standard protocol, and score predicted against measured (`predictor.accuracy.score`),
    calibrated and not;
 6. time predictions: ``predict_onnx`` (kernel detection included) and the regressors alone
-   (``predict_detection``) on a ~200-kernel graph.
+   (``predict_detection``) on a ~200-kernel graph;
+7. ``--exported N`` (default 2): the first N NAS validation networks per space also exported
+   from PyTorch modules written like OFA's code, as exported and normalised, measured and
+   scored beside the generated ones (`bench.predictor_exported`).
 
-Prints a report and writes it to ``bench/results/predictor.json``.
+Prints a report and writes it to ``bench/results/predictor.json``
+(``predictor_<runtime>.json`` for another runtime).
 """
 
 from __future__ import annotations
@@ -32,20 +44,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from agents.measure import run_isolated
-from bench.predictor_batch import kernel_ms, measure_models, median_ms, spec_for
+from bench.predictor_batch import kernel_ms, measure_models
+from bench.predictor_exported import validate_exported
+from bench.predictor_measure import (
+    KERNEL_SETTINGS,
+    Cache,
+    cpu_model,
+    isolated_ms,
+    kernel_settings,
+    layout_rows,
+    measure_kernels,
+    network_ms,
+)  # fmt: skip
 from bench.predictor_report import print_report
-from latencylab.schemas import MeasureResult, MeasureSettings
+from bench.predictor_runtime import DEFAULT, PROFILES, bench_runtime, rules_for
 from predictor.accuracy import score
 from predictor.archs import convnext
 from predictor.bundle import PredictorBundle
@@ -53,117 +74,13 @@ from predictor.calibration import Calibration, apply, fit_calibration
 from predictor.configs import KernelConfig
 from predictor.conversions import conversion_model, plan_conversions
 from predictor.detect import detect_kernels
+from predictor.fusion import FusionRules
 from predictor.kernel_models import kernel_model
 from predictor.sampling import plan_initial, plan_refinement, real_configs
 from predictor.train import BASELINES, train
-from predictor.validation_set import ValidationNetwork, calibration_networks, validation_networks
+from predictor.validation_set import calibration_networks, validation_networks
 
 RESULTS = Path(__file__).resolve().parent / "results" / "predictor.json"
-KERNEL_SETTINGS = MeasureSettings(
-    warmup_runs=10, min_runs=20, min_duration_s=0.1, max_duration_s=2.0, target_rel_ci=0.03,
-    profile=True,  # the per-layer profile shows the model boundary's layout conversions
-)  # fmt: skip
-NETWORK_SETTINGS = MeasureSettings(
-    warmup_runs=10, min_runs=30, min_duration_s=1.0, max_duration_s=10.0, target_rel_ci=0.01,
-    profile=False,
-)  # fmt: skip
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor()
-
-
-class Cache:
-    """Measurements kept between runs (``--cache``): kernel configs by key, networks by name."""
-
-    def __init__(self, path: str | None) -> None:
-        self.path = Path(path) if path else None
-        data = json.loads(self.path.read_text()) if self.path and self.path.exists() else {}
-        self.kernels: dict[str, list[float]] = data.get("kernels", {})
-        self.networks: dict[str, float] = data.get("networks", {})
-
-    def save(self) -> None:
-        if self.path:
-            self.path.write_text(json.dumps({"kernels": self.kernels, "networks": self.networks}))
-
-
-def both_ms(result: MeasureResult) -> tuple[float | None, float | None]:
-    return median_ms(result), kernel_ms(result)
-
-
-def measure_kernels(
-    cfgs: list[KernelConfig],
-    workdir: Path,
-    args: argparse.Namespace,
-    cache: Cache,
-    build: Callable[[KernelConfig], onnx.ModelProto] = kernel_model,
-) -> list[tuple[KernelConfig, float]]:
-    """Latency of each config's kernel model, batched; the cache keeps ``timer:key`` ->
-    [median, median without boundary layout conversions]; ``--kernel-statistic`` picks."""
-    key = {c.key(): f"{args.timer}:{c.key()}" for c in cfgs}
-    todo = [c for c in cfgs if key[c.key()] not in cache.kernels]
-    if todo:
-        t0 = time.perf_counter()
-
-        def progress(done: int, total: int) -> None:
-            print(
-                f"  measured {done}/{total} kernels ({time.perf_counter() - t0:.0f} s)", flush=True
-            )
-
-        ms = measure_models(
-            [build(c) for c in todo], KERNEL_SETTINGS, workdir=workdir, batch=args.batch,
-            threads=args.threads, timer=args.timer, on_batch=progress, statistic=both_ms,
-        )  # fmt: skip
-        failed = 0
-        for c, both in zip(todo, ms, strict=True):
-            med, nolayout = both if both is not None else (None, None)
-            if med is not None and nolayout is not None and med > 0:
-                cache.kernels[key[c.key()]] = [med, nolayout]
-            else:
-                failed += 1
-        if failed:
-            print(f"  {failed} kernel measurements failed (left out)")
-        cache.save()
-    pick = 1 if args.kernel_statistic == "no-layout" and build is kernel_model else 0
-    out: list[tuple[KernelConfig, float]] = []
-    for c in cfgs:
-        got = cache.kernels.get(key[c.key()])
-        if got is not None and got[pick] > 0:
-            out.append((c, got[pick]))
-    return out
-
-
-def layout_rows(
-    samples: list[tuple[KernelConfig, float]], args: argparse.Namespace, cache: Cache
-) -> list[tuple[KernelConfig, float]]:
-    """Each sample's time in layout conversions: median minus the median without them."""
-    out = []
-    for c, _ in samples:
-        got = cache.kernels.get(f"{args.timer}:{c.key()}")
-        if got is not None:
-            out.append((c, max(0.0, got[0] - got[1])))
-    return out
-
-
-def network_ms(
-    net: ValidationNetwork,
-    key: str,
-    workdir: Path,
-    args: argparse.Namespace,
-    cache: Cache,
-    timer: str,
-) -> float | None:
-    """A whole network's median, one fresh process, cached under ``timer:key``."""
-    measured = cache.networks.get(f"{timer}:{key}")
-    if measured is None:
-        measured = isolated_ms(net.model, workdir, NETWORK_SETTINGS, args.threads, timer)
-        if measured is not None:
-            cache.networks[f"{timer}:{key}"] = measured
-            cache.save()
-    return measured
 
 
 def calibrate(
@@ -198,27 +115,6 @@ def calibrate(
     }
 
 
-def isolated_ms(
-    model: onnx.ModelProto,
-    workdir: Path,
-    settings: MeasureSettings,
-    threads: int,
-    timer: str,
-    statistic: Callable[[MeasureResult], float | None] = median_ms,
-) -> float | None:
-    """One model, one fresh measuring process, the standard protocol (what a job does):
-    through the agent's own ``run_isolated`` for the wall-clock timer."""
-    if timer == "cpu":
-        return measure_models(
-            [model], settings, workdir=workdir, batch=1, threads=threads, timer="cpu",
-            statistic=statistic,
-        )[0]  # fmt: skip
-    d = Path(tempfile.mkdtemp(dir=workdir))
-    path = d / "model.onnx"
-    onnx.save(model, path)
-    return statistic(run_isolated(spec_for(path, model, settings, threads), workdir=d))
-
-
 def batching_bias(
     samples: list[tuple[KernelConfig, float]], workdir: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -227,8 +123,9 @@ def batching_bias(
     ratios = []
     for cfg, batched in samples[1::step][: args.bias_check]:
         alone = isolated_ms(
-            kernel_model(cfg), workdir, KERNEL_SETTINGS, args.threads, args.timer, kernel_ms
-        )
+            kernel_model(cfg), workdir, kernel_settings(args), args.threads, args.timer,
+            kernel_ms, args.runtime,
+        )  # fmt: skip
         if alone:
             ratios.append(batched / alone)
     if not ratios:
@@ -282,6 +179,29 @@ def prediction_speed(bundle: PredictorBundle) -> dict[str, float]:
     return out
 
 
+def fusion_rules(workdir: Path, args: argparse.Namespace, cache: Cache) -> FusionRules:
+    """The runtime's fusion rules: measured probes (`bench.predictor_runtime.discover_rules`,
+    kept in the cache) where its profile says so, else the defaults."""
+    rt = bench_runtime(args.runtime)
+    prefix = rt.cache_key(args.timer, "")
+    measured = {
+        k[len(prefix) :]: v[0] for k, v in cache.kernels.items() if k.startswith(prefix + "probe:")
+    }
+
+    def measure(models: Sequence[onnx.ModelProto]) -> list[float | None]:
+        print(f"  fusion probes: {len(models)} models", flush=True)
+        return measure_models(
+            models, KERNEL_SETTINGS.model_copy(update={"profile": False}), workdir=workdir,
+            batch=args.batch, threads=args.threads, timer=args.timer, runtime=args.runtime,
+        )  # fmt: skip
+
+    rules = rules_for(rt, args.discover, measure, measured)
+    for k, v in measured.items():
+        cache.kernels[prefix + k] = [v, v]
+    cache.save()
+    return rules
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-predictor-"))
     started = time.perf_counter()
@@ -289,23 +209,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "load_average_start": os.getloadavg(),
-        "runtime": "onnxruntime",
+        "runtime": args.runtime,
         "threads": args.threads,
         "args": vars(args),
     }
     print(f"CPU {report['cpu']}, load average {report['load_average_start']}", flush=True)
     cache = Cache(args.cache)
-    prior = real_configs()
-    plan = plan_initial(args.per_type, args.seed, prior=prior)
+    rt = bench_runtime(args.runtime)
+    rules = fusion_rules(workdir, args, cache)
+    report["fusion_rules"] = rules.model_dump(mode="json")
+    print(f"fusion rules ({rules.source}): {[' + '.join(p) for p in rules.patterns]}", flush=True)
+    prior = real_configs(rules)
+    plan = plan_initial(args.per_type, args.seed, rules=rules, prior=prior)
     print(f"plan: {len(plan)} kernel configs", flush=True)
     samples = measure_kernels(plan, workdir, args, cache)
-    conv_plan = plan_conversions(args.conversions, args.seed, prior) if args.conversions else []
+    n_conv = args.conversions if rt.nchwc else 0  # NCHWc reorders: onnxruntime's own ops
+    conv_plan = plan_conversions(n_conv, args.seed, prior) if n_conv else []
     print(f"layout conversions: {len(conv_plan)} configs", flush=True)
     conversions = measure_kernels(conv_plan, workdir, args, cache, conversion_model)
 
     def fit(samples: list[tuple[KernelConfig, float]]) -> PredictorBundle:
         return train(
-            samples, layout=layout_rows(samples, args, cache), conversions=conversions,
+            samples, rules, layout=layout_rows(samples, args, cache) if rt.nchwc else None,
+            conversions=conversions,
             exclude_conversions=args.exclude_conversions, baseline=args.baseline,
         )  # fmt: skip
 
@@ -340,6 +266,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report["validation"] = {args.timer: validate(bundle, workdir, args, cache, args.timer)}
     if args.also_wall and args.timer != "wall":
         report["validation"]["wall"] = validate(bundle, workdir, args, cache, "wall")
+    if args.exported:  # the validation set's NAS archs exported from PyTorch (issue 14 item 5)
+        report["validation_exported"] = validate_exported(
+            bundle, lambda net, key: network_ms(net, key, workdir, args, cache, args.timer),
+            args.seed, args.resolution, args.n_random, args.exported,
+        )  # fmt: skip
     report["prediction_speed"] = prediction_speed(bundle)
     report["total_s"] = time.perf_counter() - started
     report["load_average_end"] = os.getloadavg()
@@ -360,15 +291,26 @@ def main() -> None:
         "--cal-resolutions", type=int, nargs="+", default=[224, 128, 192],
         help="input sizes of the reference architectures (width 1.0) the calibration is fitted on",
     )  # fmt: skip
+    ap.add_argument(
+        "--runtime", choices=sorted(PROFILES), default=DEFAULT,
+        help="runtime measured (bench.predictor_runtime); results of another than "
+        f"{DEFAULT} go to bench/results/predictor_<runtime>.json",
+    )  # fmt: skip
+    ap.add_argument(
+        "--discover-fusion", dest="discover", action=argparse.BooleanOptionalAction,
+        default=None, help="measure the fusion rules (probes) or assume the defaults "
+        "(default: the runtime's profile, bench.predictor_runtime)",
+    )  # fmt: skip
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
         "--timer", choices=["cpu", "wall"], default="cpu",
         help="cpu: thread CPU time per run (1 thread; for a shared, loaded machine); wall: perf_counter_ns",
     )  # fmt: skip
     ap.add_argument(
-        "--kernel-statistic", choices=["median", "no-layout"], default="median",
+        "--kernel-statistic", choices=["median", "no-layout"], default=None,
         help="kernel sample: the median, or the median without the boundary's layout "
-        "conversions (their share of the per-layer profile: noisy on a loaded machine)",
+        "conversions (their share of the per-layer profile: noisy on a loaded machine); "
+        "default: the runtime's (bench.predictor_runtime)",
     )  # fmt: skip
     ap.add_argument(
         "--conversions", type=int, default=24,
@@ -383,6 +325,10 @@ def main() -> None:
         "--baseline", choices=["auto", *BASELINES], default="auto",
         help="first stage of the regressors (predictor.train.BASELINES; auto: per family by CV)",
     )  # fmt: skip
+    ap.add_argument(
+        "--exported", type=int, default=2,
+        help="validation NAS networks per space also exported from PyTorch (bench.predictor_exported; 0: off)",
+    )  # fmt: skip
     ap.add_argument("--also-wall", action="store_true", help="validate on wall-clock times too")
     ap.add_argument(
         "--no-calibration", dest="calibrate", action="store_false",
@@ -393,8 +339,13 @@ def main() -> None:
     ap.add_argument("--bias-check", type=int, default=10, help="kernels re-measured alone")
     ap.add_argument("--save-bundle", default=None, help="write the predictor JSON here")
     ap.add_argument("--cache", default=None, help="JSON file of measurements to reuse/extend")
-    ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--out", default=None, help="default: the runtime's results file")
     args = ap.parse_args()
+    rt = bench_runtime(args.runtime)
+    if args.timer not in rt.timers:
+        ap.error(f"--timer {args.timer} is not available for {args.runtime}: use {rt.timers}")
+    args.out = args.out or str(rt.results)
+    args.kernel_statistic = args.kernel_statistic or rt.kernel_statistic
     report = run(args)
     print_report(report)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

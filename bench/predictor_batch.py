@@ -12,7 +12,11 @@ calling thread, where onnxruntime runs its ops with one intra-op thread) instead
 ``perf_counter_ns``: on a shared, loaded machine the wall-clock time of a long run is
 mostly the time the scheduler gave other processes (a 2.5 ms MobileNetV2 measured 11.5 ms
 median wall at load average 10 on 2 cores), while short kernels fit between preemptions;
-no kernel sum predicts that. Everything else is the standard protocol.
+no kernel sum predicts that. Everything else is the standard protocol. `CPU_RUNNERS` holds
+the CPU-timed runner of each runtime that has one: OpenVINO's CPU plugin with
+``INFERENCE_NUM_THREADS=1`` runs inference on the calling thread (measured here: the thread's
+and the process's CPU time agree to 0.1%), so its runner takes the process's CPU time
+(``process_time_ns``), which would also count any thread the plugin started.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from pydantic import BaseModel, ConfigDict
 from agents.measure.isolation import REPO_ROOT
 from agents.measure.protocol import run_protocol
 from agents.measure.worker import measure
+from agents.runners.base import Runner
 from agents.runners.onnxruntime import OnnxRuntimeRunner
+from agents.runners.openvino import OpenVinoRunner
 from converters.sandbox import run_sandboxed
 from latencylab.schemas import MeasureResult, MeasureSettings, MeasureSpec, TensorSpec
 from predictor.kernel_models import kernel_latency
@@ -49,6 +55,35 @@ class CpuTimedOnnxRuntimeRunner(OnnxRuntimeRunner):
         t0 = time.thread_time_ns()
         run(None, feeds)
         return time.thread_time_ns() - t0
+
+
+class CpuTimedOpenVinoRunner(OpenVinoRunner):
+    """The OpenVINO runner timing each run by the process's CPU time (all its threads)."""
+
+    timer_name = "process_time_ns"
+
+    def timed_infer(self, feeds: Any) -> int:
+        infer = self._request.infer
+        t0 = time.process_time_ns()
+        infer(share_outputs=True)
+        return time.process_time_ns() - t0
+
+
+CPU_RUNNERS: dict[str, type[Runner]] = {
+    OnnxRuntimeRunner.runtime_name: CpuTimedOnnxRuntimeRunner,
+    OpenVinoRunner.runtime_name: CpuTimedOpenVinoRunner,
+}
+"""Runtime -> its runner timed by CPU time (``timer="cpu"``); others measure wall-clock only."""
+
+
+def cpu_runner(spec: MeasureSpec) -> Runner:
+    cls = CPU_RUNNERS.get(spec.runtime)
+    if cls is None:
+        raise ValueError(
+            f"no CPU-timed runner for runtime {spec.runtime!r} (those with one: "
+            f"{sorted(CPU_RUNNERS)}); measure it with timer='wall'"
+        )
+    return cls(spec)
 
 
 class BatchRequest(BaseModel):
@@ -70,7 +105,7 @@ def measure_batch(
     out = []
     for i, spec in enumerate(request.specs):
         if request.timer == "cpu":
-            out.append(run_protocol(CpuTimedOnnxRuntimeRunner(spec), spec.settings))
+            out.append(run_protocol(cpu_runner(spec), spec.settings))
         else:
             out.append(measure(spec))
         if emit is not None:
@@ -79,8 +114,13 @@ def measure_batch(
 
 
 def spec_for(
-    path: Path, model: onnx.ModelProto, settings: MeasureSettings, threads: int = 1
+    path: Path,
+    model: onnx.ModelProto,
+    settings: MeasureSettings,
+    threads: int = 1,
+    runtime: str = "onnxruntime",
 ) -> MeasureSpec:
+    """The spec of one ONNX model for ``runtime`` (any runner that reads ONNX itself)."""
     inputs = [
         TensorSpec(
             name=i.name, shape=[d.dim_value for d in i.type.tensor_type.shape.dim], dtype="float32"
@@ -88,7 +128,7 @@ def spec_for(
         for i in model.graph.input
     ]
     return MeasureSpec(
-        runtime="onnxruntime", model_path=str(path), model_format="onnx", inputs=inputs,
+        runtime=runtime, model_path=str(path), model_format="onnx", inputs=inputs,
         threads=threads, settings=settings,
     )  # fmt: skip
 
@@ -117,6 +157,7 @@ def measure_models(
     timer: Timer = "wall",
     on_batch: Callable[[int, int], None] | None = None,
     statistic: Callable[[MeasureResult], T] = median_ms,  # type: ignore[assignment]
+    runtime: str = "onnxruntime",
 ) -> list[T | None]:
     """``statistic`` (default: the median, ms) of every model's result, measured ``batch``
     models per subprocess (None for a batch whose process died)."""
@@ -126,7 +167,7 @@ def measure_models(
         for i, m in enumerate(models):
             path = root / f"k{i:05d}.onnx"
             onnx.save(m, path)
-            specs.append(spec_for(path, m, settings, threads))
+            specs.append(spec_for(path, m, settings, threads, runtime))
         out: list[T | None] = []
         for start in range(0, len(specs), batch):
             chunk = specs[start : start + batch]
