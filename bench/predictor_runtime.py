@@ -3,7 +3,8 @@
 Runtimes come from their one declaration (`latencylab.runtimes.RUNTIMES`); a
 `BenchRuntime` adds only what the kernel-predictor bench must know about one of them:
 
-* ``nchwc``: whether onnxruntime's NCHWc pieces apply -- the layout-conversion kernel
+* ``nchwc`` (from the runtime's declaration, ``RuntimeDecl.blocked_layout``): whether
+  onnxruntime's NCHWc pieces apply -- the layout-conversion kernel
   models (`predictor.conversions`: contrib ops of ``com.microsoft.nchwc``, which no other
   runtime runs) and the layout model fitted on the samples' per-layer profiles
   (`predictor.layout`: signatures of which convolutions onnxruntime runs blocked). OpenVINO's
@@ -67,9 +68,13 @@ class BenchRuntime(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
-    nchwc: bool
     discover_fusion: bool
     kernel_statistic: Literal["median", "no-layout"] = "median"
+
+    @property
+    def nchwc(self) -> bool:
+        """Its declaration's blocked layout is onnxruntime's NCHWc (`RuntimeDecl.blocked_layout`)."""
+        return RUNTIMES[self.name].blocked_layout == "nchwc"
 
     def profiled(self, statistic: str) -> bool:
         """Whether kernel samples take the per-layer profile: for the NCHWc layout model, or
@@ -101,10 +106,8 @@ class BenchRuntime(BaseModel):
 PROFILES: dict[str, BenchRuntime] = {
     p.name: p
     for p in (
-        BenchRuntime(name="onnxruntime", nchwc=True, discover_fusion=False),
-        BenchRuntime(
-            name="openvino", nchwc=False, discover_fusion=False, kernel_statistic="no-layout"
-        ),
+        BenchRuntime(name="onnxruntime", discover_fusion=False),
+        BenchRuntime(name="openvino", discover_fusion=False, kernel_statistic="no-layout"),
     )
     if p.name in RUNTIMES
 }

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from functools import cached_property
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ImportString, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -110,6 +110,14 @@ class RuntimeDecl(BaseModel):
         False,
         description="Conversions are built on the device that runs them (TensorRT engines), "
         "not on converter workers",
+    )
+    blocked_layout: Literal["nchwc"] | None = Field(
+        None,
+        description="Its CPU kernels' blocked layout, when a predictor models it: 'nchwc' = "
+        "onnxruntime's NCHWc, whose ReorderInput/ReorderOutput conversions a predictor build "
+        "measures as kernel models of their own (predictor.conversions) and whose blocked "
+        "convolutions the layout model learns (predictor.layout); None: conversions are "
+        "priced from the samples' profiles only",
     )
 
     @property
@@ -182,6 +190,7 @@ BUILTIN: tuple[RuntimeDecl, ...] = (
         distributions=("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino",
                        "onnxruntime-directml"),
         options=OnnxRuntimeOptions, artifact_runner="converters.inference:run_onnx",
+        blocked_layout="nchwc",
     ),
     RuntimeDecl(
         name="tflite", format="tflite", target="tflite", extra="tflite",

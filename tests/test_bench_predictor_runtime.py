@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import onnx
 import pytest
+from sqlalchemy.orm import Session
 
 from bench.predictor_batch import CPU_RUNNERS
 from bench.predictor_runtime import (
@@ -19,9 +20,11 @@ from bench.predictor_runtime import (
     least,
     rules_for,
 )
+from db.predictors import Predictor
 from latencylab.runtimes import RUNTIMES
 from predictor.discovery import discover_fusion_rules
 from predictor.fusion import default_rules
+from server.store import predictor_conversions
 
 # A runtime whose kernels cost one unit per node plus a fixed cost per run, except chains the
 # latency table below says run as one kernel (then the tail op is free): a deterministic
@@ -90,9 +93,23 @@ def test_a_failed_probe_is_an_error_and_defaults_are_labelled() -> None:
     with pytest.raises(RuntimeError, match="--no-discover-fusion"):
         discover_rules(measure, {}, "openvino")
     rules = rules_for(bench_runtime("openvino"), False, measure, {})
-    assumed = BenchRuntime(name="openvino", nchwc=False, discover_fusion=False)
+    assumed = BenchRuntime(name="openvino", discover_fusion=False)
     assert rules_for(assumed, None, measure, {}).patterns == rules.patterns  # None: the profile's
     with pytest.raises(RuntimeError):  # measured where the profile (or the flag) says so
         rules_for(assumed.model_copy(update={"discover_fusion": True}), None, measure, {})
     assert rules.source == "default" and rules.runtime == "openvino"
     assert rules.patterns == default_rules().patterns
+
+
+def test_nchwc_pieces_follow_the_runtime_declaration() -> None:
+    """onnxruntime's NCHWc conversion models and layout signatures apply where the runtime's
+    one declaration says so (`RuntimeDecl.blocked_layout`), in the bench and in service
+    builds alike: an OpenVINO build never plans conversion models it cannot load."""
+    assert RUNTIMES["onnxruntime"].blocked_layout == "nchwc"
+    assert RUNTIMES["openvino"].blocked_layout is None
+    assert bench_runtime("onnxruntime").nchwc and not bench_runtime("openvino").nchwc
+    build = Predictor(runtime="openvino", settings={"options": {"conversions": 3, "seed": 0}})
+    with Session() as session:  # decided from the declaration, before any sample is read
+        assert (
+            predictor_conversions.plan(session, build, default_rules().model_dump_json()) is False
+        )

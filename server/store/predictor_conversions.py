@@ -14,7 +14,10 @@ They are samples of kind ``conversion`` (type ``layout_in`` / ``layout_out``) li
 initial stage, reused across the builds of a scope like kernels; their failures never fail
 the build (a runtime whose conversions are not NCHWc reorders cannot load them): the layout
 model then prices the conversions of a direction with fewer than 3 measured from the
-samples' profiles, as with ``conversions`` 0.
+samples' profiles, as with ``conversions`` 0. Only a runtime declared with onnxruntime's
+blocked layout (``RuntimeDecl.blocked_layout == "nchwc"``, `latencylab.runtimes`) plans
+them: OpenVINO's profiles show conversions too (its own ``Reorder``), but it cannot load
+the ``com.microsoft.nchwc`` ops these models are made of.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from db.predictors import Predictor, PredictorSample
+from latencylab.runtimes import RUNTIMES
 from server.store.predictor_samples import link_samples, linked, options, sample_key, value_of
 
 KIND = "conversion"
@@ -60,8 +64,11 @@ def plan(session: Session, p: Predictor, rules_json: str) -> bool:
     conversions (idempotent); True when it linked them just now."""
     o = options(p)
     n = int(o.get("conversions", 0))  # builds from before the option measure none
+    decl = RUNTIMES.get(p.runtime)
+    if n <= 0 or decl is None or decl.blocked_layout != "nchwc":
+        return False  # conversion models are onnxruntime's contrib ops: nothing else runs them
     rows = [s for _, s in linked(session, p)]
-    if n <= 0 or any(s.kind == KIND for s in rows) or not shown(rows):
+    if any(s.kind == KIND for s in rows) or not shown(rows):
         return False
     cfgs = conversion_plan(n, int(o["seed"]), rules_json)
     keyed = [(sample_key(c.key()), KIND, c.type, dict(c.params)) for c in cfgs]
