@@ -5,7 +5,8 @@ predictor gets one predicted point per model that carries the metric and has no 
 result there yet; once it is measured, the measured point replaces it. Predictions come
 from ``server.store.predictors.predict_model``, which keeps each one once computed
 (``stored_predictions``: bundle hash, ONNX hash, input shapes), so a model costs its ONNX
-parse and kernel detection once per trained bundle, in whichever process asks first.
+parse and kernel detection once per trained bundle, in whichever process asks first (on
+SQLite a GET request does not write: there it is computed on every call unless a POST kept it).
 """
 
 from __future__ import annotations
