@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import posixpath
 import zipfile
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -62,35 +63,52 @@ def read_archived(path: Path, entry: str) -> onnx.ModelProto:
     except ArchiveRejected as exc:
         raise GraphUnreadable(str(exc)) from exc
     with zipfile.ZipFile(path) as zf:
-        model = onnx.load_from_string(_read(zf, infos, entry, 0, None))
+        model = onnx.load_from_string(_member(zf, infos, entry, [(0, None)])[0])
+        wanted: dict[str, list[tuple[int, onnx.TensorProto]]] = {}
         base = posixpath.dirname(entry)
         for t in model.graph.initializer:
             if t.data_location != onnx.TensorProto.EXTERNAL or math.prod(t.dims) > SMALL_ELEMS:
                 continue
             info = {e.key: e.value for e in t.external_data}
             member = posixpath.normpath(posixpath.join(base, info.get("location", "")))
-            size = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
-            length = int(info.get("length", size * math.prod(t.dims)))
-            t.raw_data = _read(zf, infos, member, int(info.get("offset", 0)), length)
-            del t.external_data[:]
-            t.data_location = onnx.TensorProto.DEFAULT
+            wanted.setdefault(member, []).append((int(info.get("offset", 0)), t))
+        for member, tensors in wanted.items():  # one forward pass over each data file
+            tensors.sort(key=lambda ot: ot[0])
+            ranges = [(offset, _length(t)) for offset, t in tensors]
+            for (_, t), data in zip(tensors, _member(zf, infos, member, ranges), strict=True):
+                t.raw_data = data
+                del t.external_data[:]
+                t.data_location = onnx.TensorProto.DEFAULT
     return model
 
 
-def _read(
-    zf: zipfile.ZipFile, infos: dict[str, zipfile.ZipInfo], name: str, offset: int, n: int | None
-) -> bytes:
+def _length(t: onnx.TensorProto) -> int:
+    info = {e.key: e.value for e in t.external_data}
+    size = onnx.helper.tensor_dtype_to_np_dtype(t.data_type).itemsize
+    return int(info.get("length", size * math.prod(t.dims)))
+
+
+def _member(
+    zf: zipfile.ZipFile,
+    infos: dict[str, zipfile.ZipInfo],
+    name: str,
+    ranges: Sequence[tuple[int, int | None]],
+) -> list[bytes]:
+    """The bytes of ``name`` at each ``(offset, length)`` (None: to its end), ``ranges``
+    sorted by offset and read in one pass (a deflated member is decompressed from its start
+    on every seek back)."""
     info = infos.get(name)
     if info is None:
         raise GraphUnreadable(f"the archive has no member {name!r}")
-    want = info.file_size - offset if n is None else n
-    if want > MAX_GRAPH_BYTES or offset + want > info.file_size:
-        raise GraphUnreadable(f"{name!r}: {want} bytes at {offset} of its {info.file_size}")
+    out: list[bytes] = []
     with zf.open(info) as src:
-        src.seek(offset)
-        out = bytearray()
-        while len(out) < want and (chunk := src.read(min(1 << 20, want - len(out)))):
-            out += chunk
-    if len(out) != want:  # the header overstated it
-        raise GraphUnreadable(f"{name!r} ends before the {want} bytes it should hold")
-    return bytes(out)
+        for offset, n in ranges:
+            want = info.file_size - offset if n is None else n
+            if offset < 0 or want < 0 or want > MAX_GRAPH_BYTES or offset + want > info.file_size:
+                raise GraphUnreadable(f"{name!r}: {want} bytes at {offset} of its {info.file_size}")
+            src.seek(offset)  # forward (or a rare overlap) within the one open stream
+            data = src.read(want)
+            if len(data) != want:  # the header overstated it
+                raise GraphUnreadable(f"{name!r} ends before the {want} bytes it should hold")
+            out.append(data)
+    return out
