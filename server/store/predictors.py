@@ -337,14 +337,17 @@ def onnx_ref(session: Session, model: Model) -> tuple[str, dict[str, Any]]:
     return sha, meta
 
 
-def onnx_of(session: Session, store: ArtifactStore, model: Model) -> Any:
-    """The model as an ONNX ModelProto (an archived one: its graph, without the weights)."""
-    sha, meta = onnx_ref(session, model)
+def onnx_of(store: ArtifactStore, model: Model, ref: tuple[str, dict[str, Any]]) -> Any:
+    """The model's ONNX (`onnx_ref`) as a ModelProto; an archived one: its graph, without
+    the weights."""
+    sha, meta = ref
     try:
         return graph_of(store, sha, meta)
     except GraphUnreadable as exc:
         raise PredictorRejected(
-            f"model {model.id}: cannot read its ONNX graph: {exc}", 422
+            f"model {model.id}: cannot read its ONNX graph: {exc}; upload it again as one "
+            ".onnx file, or as a zip of the .onnx file and its external data files",
+            422,
         ) from exc
     except Exception as exc:  # a file onnx cannot parse (or no longer stored)
         raise PredictorRejected(f"model {model.id}: cannot read its ONNX file: {exc}", 422) from exc
@@ -370,8 +373,10 @@ def predict_model(
     bundle = _bundle(session, p)
     shapes = _shapes(model, p.batch_size)
 
+    ref = onnx_ref(session, model)
+
     def compute() -> Computed:
-        proto = onnx_of(session, store, model)
+        proto = onnx_of(store, model, ref)
         try:
             pred = bundle.predict_onnx(proto, shapes)
         except Exception as exc:
@@ -379,8 +384,7 @@ def predict_model(
         kernels = [KernelLatency.model_validate(k.model_dump()) for k in pred.kernels]
         return Computed(float(pred.latency_ms), kernels, list(pred.notes))
 
-    sha, _ = onnx_ref(session, model)
-    pred = cached(session, p.bundle_sha256 or "", sha, shapes, compute)
+    pred = cached(session, p.bundle_sha256 or "", ref[0], shapes, compute)
     return ModelPrediction(
         predictor_id=p.id,
         device=p.device_name,
